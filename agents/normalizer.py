@@ -1,0 +1,64 @@
+"""Running mean/std normalizer with its own state_dict, saved with the policy."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from her import validation
+
+
+class RunningNormalizer:
+    """``clip((x - mean) / std, -clip, clip)`` with ``std = sqrt(max(eps^2, E[x^2] - mean^2))``.
+
+    Statistics are float64 sums on the host; ``mean``/``std`` are float32 tensors on ``device``,
+    recomputed after each ``update``.
+
+    Args:
+        dim: size of the last axis of the inputs. eps: lower bound of the std. clip: output range.
+    """
+
+    def __init__(self, dim: int, eps: float = 0.01, clip: float = 5.0, device: str | torch.device = "cpu") -> None:
+        self.dim = validation.positive_int("dim", dim)
+        self.eps = validation.positive_real("norm_eps", eps)
+        self.clip = validation.positive_real("norm_clip", clip)
+        self.device = torch.device(device)
+        self.sum = np.zeros(dim, dtype=np.float64)
+        self.sumsq = np.zeros(dim, dtype=np.float64)
+        self.count = 0
+        self._refresh()
+
+    def update(self, x: np.ndarray) -> None:
+        """Add ``[..., dim]`` samples to the statistics."""
+        x = np.asarray(x, dtype=np.float64).reshape(-1, self.dim)
+        self.sum += x.sum(axis=0)
+        self.sumsq += np.square(x).sum(axis=0)
+        self.count += len(x)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        if self.count == 0:  # no data yet: identity
+            self.mean = torch.zeros(self.dim, device=self.device)
+            self.std = torch.ones(self.dim, device=self.device)
+            return
+        mean = self.sum / max(self.count, 1)
+        var = self.sumsq / max(self.count, 1) - np.square(mean)
+        std = np.sqrt(np.maximum(self.eps**2, var))
+        self.mean = torch.as_tensor(mean, dtype=torch.float32, device=self.device)
+        self.std = torch.as_tensor(std, dtype=torch.float32, device=self.device)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalize a ``[..., dim]`` tensor."""
+        return torch.clamp((x - self.mean) / self.std, -self.clip, self.clip)
+
+    def state_dict(self) -> dict[str, object]:
+        return {"sum": self.sum.copy(), "sumsq": self.sumsq.copy(), "count": self.count}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        s = np.asarray(state["sum"], dtype=np.float64)
+        if s.shape != (self.dim,):
+            raise ValueError(f"normalizer state has dim {s.shape}, expected ({self.dim},)")
+        self.sum = s.copy()
+        self.sumsq = np.asarray(state["sumsq"], dtype=np.float64).copy()
+        self.count = int(state["count"])  # type: ignore[arg-type]
+        self._refresh()

@@ -1,0 +1,98 @@
+"""Build goal-based gymnasium envs from an id, with gymnasium's public API only."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from her import validation
+from her.relabel import RewardFn
+
+POINT_ENV_ID = "PointReach-v0"
+GOAL_KEYS = ("observation", "achieved_goal", "desired_goal")
+VECTORIZATION_MODES = ("sync", "async")
+
+
+@functools.cache
+def _register() -> None:
+    """Register our point env and, if installed, the gymnasium-robotics envs (imported lazily: MuJoCo)."""
+    if POINT_ENV_ID not in gym.registry:
+        gym.register(POINT_ENV_ID, entry_point="envs.point:PointReachEnv", max_episode_steps=50)
+    try:
+        # Its import prints a notice about the Adroit envs (unused here) to stderr on every run.
+        with contextlib.redirect_stderr(io.StringIO()):
+            import gymnasium_robotics
+    except ImportError:  # pragma: no cover - gymnasium-robotics is a dependency; keep the point env usable
+        return
+    gym.register_envs(gymnasium_robotics)
+
+
+def known_env_ids() -> list[str]:
+    """Goal-env ids this project supports out of the box."""
+    _register()
+    return [POINT_ENV_ID] + sorted(i for i in gym.registry if i.startswith("Fetch") and i.endswith("-v4"))
+
+
+def make_env(env_id: str, **kwargs: object) -> gym.Env:
+    """``gym.make(env_id)`` checked to be a goal env: Dict observations with ``observation``,
+    ``achieved_goal``, ``desired_goal``, a symmetric Box action space and ``unwrapped.compute_reward``."""
+    _register()
+    if env_id not in gym.registry:
+        raise validation.OptionError("id", env_id, "a registered env id, e.g. " + ", ".join(known_env_ids()))
+    env = gym.make(env_id, disable_env_checker=True, **kwargs)
+    obs_space = env.observation_space
+    if not isinstance(obs_space, spaces.Dict) or set(obs_space.spaces) != set(GOAL_KEYS):
+        raise ValueError(f"{env_id} is not a goal env: observation space must be a Dict with keys {GOAL_KEYS}")
+    act = env.action_space
+    if (
+        not isinstance(act, spaces.Box)
+        or not np.allclose(act.low, -act.high)
+        or not np.allclose(act.high, act.high.flat[0])
+    ):
+        raise ValueError(f"{env_id} needs a Box action space with equal symmetric bounds, got {act}")
+    if env.spec is None or env.spec.max_episode_steps is None:
+        raise ValueError(f"{env_id} has no max_episode_steps: HER needs fixed-length episodes")
+    return env
+
+
+@dataclass(frozen=True)
+class EnvInfo:
+    """Sizes and the reward function of a goal env, read once from one instance."""
+
+    obs_dim: int
+    goal_dim: int
+    action_dim: int
+    action_max: float
+    horizon: int
+    compute_reward: RewardFn
+
+
+def env_info(env: gym.Env) -> EnvInfo:
+    obs_space = env.observation_space
+    assert isinstance(obs_space, spaces.Dict) and env.spec is not None and env.spec.max_episode_steps
+    return EnvInfo(
+        obs_dim=int(obs_space["observation"].shape[0]),
+        goal_dim=int(obs_space["desired_goal"].shape[0]),
+        action_dim=int(env.action_space.shape[0]),
+        action_max=float(env.action_space.high.flat[0]),
+        horizon=int(env.spec.max_episode_steps),
+        compute_reward=env.unwrapped.compute_reward,
+    )
+
+
+def make_vector_env(env_id: str, num_envs: int = 1, vectorization: str = "sync") -> gym.vector.VectorEnv:
+    """``num_envs`` copies of ``make_env(env_id)``: ``sync`` steps them in this process, ``async`` in
+    one subprocess each (gymnasium's ``AsyncVectorEnv``)."""
+    num_envs = validation.positive_int("num_envs", num_envs)
+    validation.choice("vectorization", vectorization, VECTORIZATION_MODES)
+    make_env(env_id).close()  # fail here, with a clear message, rather than inside a worker
+    fns = [functools.partial(make_env, env_id)] * num_envs
+    if vectorization == "async":
+        return gym.vector.AsyncVectorEnv(fns, shared_memory=True)
+    return gym.vector.SyncVectorEnv(fns)

@@ -1,0 +1,50 @@
+"""A pure-NumPy goal-conditioned point mass: fast tests and a MuJoCo-free demo."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+
+class PointReachEnv(gym.Env):
+    """A point in the plane moves by ``step_size * action`` per step toward a goal in ``[-1, 1]^2``.
+
+    Observation dict: ``observation`` = position ``[2]``, ``achieved_goal`` = position ``[2]``,
+    ``desired_goal`` ``[2]``. Reward ``0`` within ``distance_threshold`` of the goal, else ``-1``
+    (the Fetch convention); ``info["is_success"]`` is 1.0 then. Episodes never terminate early: the
+    ``TimeLimit`` of the registration (50 steps) truncates them.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, distance_threshold: float = 0.1, step_size: float = 0.2) -> None:
+        self.distance_threshold = distance_threshold
+        self.step_size = step_size
+        box = spaces.Box(-1.5, 1.5, (2,), np.float32)
+        self.observation_space = spaces.Dict({"observation": box, "achieved_goal": box, "desired_goal": box})
+        self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self._pos = np.zeros(2, np.float32)
+        self._goal = np.zeros(2, np.float32)
+
+    def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray:
+        """Batched sparse reward: ``[..., 2], [..., 2] -> [...]`` of ``-1.0`` / ``0.0``."""
+        d = np.linalg.norm(np.asarray(achieved_goal) - np.asarray(desired_goal), axis=-1)
+        return -(d > self.distance_threshold).astype(np.float32)
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        return {"observation": self._pos.copy(), "achieved_goal": self._pos.copy(), "desired_goal": self._goal.copy()}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self._pos = self.np_random.uniform(-1.0, 1.0, 2).astype(np.float32)
+        self._goal = self.np_random.uniform(-1.0, 1.0, 2).astype(np.float32)
+        return self._obs(), {}
+
+    def step(self, action: np.ndarray):
+        a = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
+        self._pos = np.clip(self._pos + self.step_size * a, -1.5, 1.5).astype(np.float32)
+        reward = float(self.compute_reward(self._pos, self._goal, None))
+        return self._obs(), reward, False, False, {"is_success": float(reward == 0.0)}

@@ -1,0 +1,218 @@
+"""Hindsight goal relabeling at sample time: one vectorized sampler, strategies as plain functions.
+
+A goal strategy is any callable ``strategy(ag, ep, t, rng) -> goals`` where ``ag`` is the
+``[n_episodes, T + 1, goal_dim]`` achieved goals of the stored episodes, ``ep`` and ``t`` are the
+``[B]`` episode and step indices of the transitions being relabeled, and the result is ``[B, goal_dim]``.
+The built-in strategies are named by :class:`GoalStrategy`; a custom one can be given from config as a
+Hydra ``_target_`` with ``_partial_: true``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from enum import Enum
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+
+from her import validation
+from her.buffer import EpisodeBuffer
+
+
+class RewardFn(Protocol):
+    """``compute_reward(achieved_goal [B, g], desired_goal [B, g], info) -> rewards [B]`` (gymnasium GoalEnv)."""
+
+    def __call__(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray: ...
+
+
+GoalStrategyFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.random.Generator], np.ndarray]
+
+
+def future_goals(ag: np.ndarray, ep: np.ndarray, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A goal achieved later in the same episode: ``ag[ep, u]`` with ``u`` uniform in ``[t + 1, T]``."""
+    horizon = ag.shape[1] - 1
+    future_t = t + 1 + (rng.random(len(t)) * (horizon - t)).astype(np.int64)
+    return ag[ep, future_t]
+
+
+def final_goals(ag: np.ndarray, ep: np.ndarray, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The goal achieved at the end of the episode, ``ag[ep, T]``."""
+    return ag[ep, -1]
+
+
+def episode_goals(ag: np.ndarray, ep: np.ndarray, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Any goal achieved in the same episode, ``ag[ep, u]`` with ``u`` uniform in ``[0, T]``."""
+    return ag[ep, rng.integers(0, ag.shape[1], len(ep))]
+
+
+def random_goals(ag: np.ndarray, ep: np.ndarray, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Any goal achieved in any stored episode."""
+    n, slots = ag.shape[:2]
+    return ag[rng.integers(0, n, len(ep)), rng.integers(0, slots, len(ep))]
+
+
+class GoalStrategy(str, Enum):
+    FUTURE = "future"
+    FINAL = "final"
+    EPISODE = "episode"
+    RANDOM = "random"
+
+    @property
+    def fn(self) -> GoalStrategyFn:
+        return _STRATEGY_FNS[self]
+
+
+_STRATEGY_FNS: dict[GoalStrategy, GoalStrategyFn] = {
+    GoalStrategy.FUTURE: future_goals,
+    GoalStrategy.FINAL: final_goals,
+    GoalStrategy.EPISODE: episode_goals,
+    GoalStrategy.RANDOM: random_goals,
+}
+
+
+def resolve_strategy(strategy: str | GoalStrategy | GoalStrategyFn, name: str = "strategy") -> GoalStrategyFn:
+    """A strategy name (``future``, ``final``, ``episode``, ``random``) or a callable, as a callable."""
+    if isinstance(strategy, GoalStrategy):
+        return strategy.fn
+    if isinstance(strategy, str):
+        validation.choice(name, strategy, [s.value for s in GoalStrategy])
+        return GoalStrategy(strategy).fn
+    if callable(strategy):
+        return strategy
+    raise validation.OptionError(name, strategy, "one of future, final, episode, random, or a callable")
+
+
+def relabel_probability(replay_k: float) -> float:
+    """``future_p = 1 - 1 / (1 + k)``: with ``k`` relabeled goals for every real one (Andrychowicz et al. 2017)."""
+    k = validation.real_in_range("replay_k", replay_k, 0.0, float("inf"), high_open=True)
+    return 1.0 - 1.0 / (1.0 + k)
+
+
+def relabel_goals(
+    ag: np.ndarray,
+    goals: np.ndarray,
+    ep: np.ndarray,
+    t: np.ndarray,
+    strategy: GoalStrategyFn,
+    relabel_p: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Replace each goal with probability ``relabel_p`` by one the strategy picks. Writes into ``goals``.
+
+    Args:
+        ag: ``[n_episodes, T + 1, g]`` achieved goals. goals: ``[B, g]`` goals of the sampled transitions.
+        ep, t: ``[B]`` episode and step indices of the sampled transitions.
+    Returns:
+        ``[B]`` bool mask of the relabeled rows.
+    """
+    mask = rng.random(len(ep)) < relabel_p
+    if mask.any():
+        goals[mask] = strategy(ag, ep[mask], t[mask], rng)
+    return mask
+
+
+class Transitions(NamedTuple):
+    """A sampled batch: ``obs``/``next_obs`` ``[B, o]``, ``action`` ``[B, a]``, ``reward`` ``[B]``,
+    ``goal`` ``[B, g]``."""
+
+    obs: np.ndarray
+    action: np.ndarray
+    reward: np.ndarray
+    next_obs: np.ndarray
+    goal: np.ndarray
+
+
+def sample_her_transitions(
+    episodes: Mapping[str, np.ndarray],
+    batch_size: int,
+    strategy: GoalStrategyFn,
+    relabel_p: float,
+    reward_fn: RewardFn,
+    rng: np.random.Generator,
+) -> Transitions:
+    """Sample ``batch_size`` transitions uniformly from stored episodes, relabel goals, recompute rewards.
+
+    Args:
+        episodes: ``obs`` ``[N, T+1, o]``, ``ag`` ``[N, T+1, g]``, ``g`` ``[N, T, g]``, ``action`` ``[N, T, a]``.
+        reward_fn: called once for the whole batch as ``reward_fn(next_ag [B, g], goal [B, g], {})``.
+    """
+    n, horizon = episodes["g"].shape[:2]
+    ep = rng.integers(0, n, batch_size)
+    t = rng.integers(0, horizon, batch_size)
+    goal = episodes["g"][ep, t]
+    relabel_goals(episodes["ag"], goal, ep, t, strategy, relabel_p, rng)
+    reward = np.asarray(reward_fn(episodes["ag"][ep, t + 1], goal, {}), dtype=np.float32)
+    return Transitions(
+        obs=episodes["obs"][ep, t],
+        action=episodes["action"][ep, t],
+        reward=reward,
+        next_obs=episodes["obs"][ep, t + 1],
+        goal=goal,
+    )
+
+
+def sparse_reward(threshold: float = 0.05) -> RewardFn:
+    """Fetch's sparse reward: ``0`` when ``||achieved - desired|| <= threshold``, else ``-1``."""
+    threshold = validation.positive_real("threshold", threshold)
+
+    def compute_reward(achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any = None) -> np.ndarray:
+        d = np.linalg.norm(np.asarray(achieved_goal) - np.asarray(desired_goal), axis=-1)
+        return -(d > threshold).astype(np.float32)
+
+    return compute_reward
+
+
+class HerReplayBuffer:
+    """Episode storage plus the hindsight sampler: what the runner stores into and trains from.
+
+    Args:
+        size: capacity in transitions (``size // horizon`` episodes are kept).
+        horizon: episode length ``T``. obs_dim, goal_dim, action_dim: per-step sizes.
+        reward_fn: the env's batched ``compute_reward``.
+        strategy: ``future``, ``final``, ``episode``, ``random`` or a callable (see module doc).
+        replay_k: relabeled goals per real goal; relabel probability ``1 - 1/(1+k)``.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        horizon: int,
+        obs_dim: int,
+        goal_dim: int,
+        action_dim: int,
+        reward_fn: RewardFn,
+        strategy: str | GoalStrategyFn = "future",
+        replay_k: float = 4.0,
+    ) -> None:
+        size = validation.positive_int("size", size)
+        horizon = validation.positive_int("horizon", horizon)
+        if size < horizon:
+            raise validation.OptionError("size", size, f"at least one episode of {horizon} transitions")
+        self.strategy = resolve_strategy(strategy)
+        self.relabel_p = relabel_probability(replay_k)
+        self.reward_fn = reward_fn
+        self.horizon = horizon
+        self.storage = EpisodeBuffer(
+            size // horizon,
+            {
+                "obs": (horizon + 1, obs_dim),
+                "ag": (horizon + 1, goal_dim),
+                "g": (horizon, goal_dim),
+                "action": (horizon, action_dim),
+            },
+        )
+
+    @property
+    def n_transitions(self) -> int:
+        return self.storage.n_episodes * self.horizon
+
+    def store(self, episodes: Mapping[str, np.ndarray]) -> None:
+        """Store ``[n, ...]`` episodes with fields ``obs``, ``ag``, ``g``, ``action``."""
+        self.storage.store(episodes)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> Transitions:
+        if self.storage.n_episodes == 0:
+            raise RuntimeError("cannot sample from an empty buffer")
+        return sample_her_transitions(
+            self.storage.stored(), batch_size, self.strategy, self.relabel_p, self.reward_fn, rng
+        )

@@ -1,0 +1,144 @@
+"""The project's original transition-level API, built on the episode storage and relabeling parts.
+
+Each ``store_transition`` stores two one-step episodes: the transition as given, and its hindsight copy
+whose goal is the achieved state (``next_state``) and whose reward comes from ``reward_fn``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from her import validation
+from her.buffer import EpisodeBuffer
+from her.relabel import GoalStrategy, RewardFn, relabel_goals, resolve_strategy, sparse_reward
+
+TensorGoalFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+class HindsightExperienceReplay:
+    """Transition replay with hindsight copies.
+
+    Args:
+        state_dim, action_dim: sizes of ``state`` and ``action``; goals have ``state_dim`` entries.
+        buffer_size: transitions held (each ``store_transition`` adds two); the oldest are overwritten.
+        batch_size: transitions per ``sample()``.
+        goal_sampling_strategy: applied to sampled goals. Either a callable on the ``[B, state_dim]`` goal
+            tensor returning a tensor of the same shape, or a strategy name (``future``, ``final``,
+            ``episode``, ``random``) that relabels each goal with probability ``relabel_p``
+            (with one-step episodes, ``future`` and ``final`` both pick ``next_state``). ``None``: goals
+            as stored. When goals change, their rewards are recomputed with ``reward_fn``.
+        reward_fn: ``reward_fn(achieved [B, g], goal [B, g], info) -> [B]``; default Fetch's sparse
+            ``-1/0`` reward with threshold 0.05.
+        relabel_p: relabel probability for named strategies.
+        seed: seed of the sampling generator.
+        device: where sampled tensors are put.
+    """
+
+    def __init__(
+        self,
+        state_dim: int,
+        action_dim: int,
+        buffer_size: int,
+        batch_size: int,
+        goal_sampling_strategy: TensorGoalFn | str | GoalStrategy | None = None,
+        *,
+        reward_fn: RewardFn | None = None,
+        relabel_p: float = 0.8,
+        seed: int | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.state_dim = validation.positive_int("state_dim", state_dim)
+        self.action_dim = validation.positive_int("action_dim", action_dim)
+        self.buffer_size = validation.positive_int("buffer_size", buffer_size)
+        self.batch_size = validation.positive_int("batch_size", batch_size)
+        self.relabel_p = validation.real_in_range("relabel_p", relabel_p, 0.0, 1.0)
+        self._named_strategy = None
+        self._tensor_strategy: TensorGoalFn | None = None
+        if isinstance(goal_sampling_strategy, str):
+            self._named_strategy = resolve_strategy(goal_sampling_strategy, "goal_sampling_strategy")
+        elif goal_sampling_strategy is not None:
+            if not callable(goal_sampling_strategy):
+                raise validation.OptionError(
+                    "goal_sampling_strategy", goal_sampling_strategy, "None, a strategy name or a callable"
+                )
+            self._tensor_strategy = goal_sampling_strategy
+        self.reward_fn = reward_fn if reward_fn is not None else sparse_reward(0.05)
+        self.device = torch.device(device)
+        self.rng = np.random.default_rng(seed)
+        s, a = self.state_dim, self.action_dim
+        # One-step episodes: obs/ag hold (state, next_state); the achieved goal of a state is the state.
+        self.storage = EpisodeBuffer(
+            self.buffer_size, {"obs": (2, s), "g": (1, s), "action": (1, a), "reward": (1, 1), "done": (1, 1)}
+        )
+
+    def __len__(self) -> int:
+        return self.storage.n_episodes
+
+    def store_transition(
+        self,
+        state: np.ndarray,
+        action: np.ndarray,
+        reward: float,
+        next_state: np.ndarray,
+        done: bool,
+        goal: np.ndarray,
+    ) -> None:
+        """Store the transition and its hindsight copy (goal = ``next_state``). Validated before writing."""
+        s = validation.finite_array("state", state, (self.state_dim,))
+        a = validation.finite_array("action", action, (self.action_dim,))
+        r = validation.finite_array("reward", reward, ())
+        s2 = validation.finite_array("next_state", next_state, (self.state_dim,))
+        d = validation.finite_array("done", done, ())
+        g = validation.finite_array("goal", goal, (self.state_dim,))
+        hindsight_reward = np.asarray(self.reward_fn(s2[None], s2[None], {}), dtype=np.float32).reshape(())
+        self.storage.store(
+            {
+                "obs": np.stack([np.stack([s, s2])] * 2),
+                "g": np.stack([g, s2])[:, None],
+                "action": np.stack([a, a])[:, None],
+                "reward": np.stack([r, hindsight_reward]).reshape(2, 1, 1),
+                "done": np.stack([d, d]).reshape(2, 1, 1),
+            }
+        )
+
+    def sample(self) -> tuple[torch.Tensor, ...] | None:
+        """``(states, actions, rewards, next_states, dones, goals)``: ``[B, s]``, ``[B, a]``, ``[B]``,
+        ``[B, s]``, ``[B]``, ``[B, s]`` float32 tensors; ``None`` while fewer than ``batch_size`` are held."""
+        n = len(self)
+        if n < self.batch_size:
+            return None
+        data = self.storage.stored()
+        ep = self.rng.integers(0, n, self.batch_size)
+        t = np.zeros(self.batch_size, dtype=np.int64)
+        states, next_states = data["obs"][ep, 0], data["obs"][ep, 1]
+        goals = data["g"][ep, 0]
+        rewards = data["reward"][ep, 0, 0]
+        changed = np.zeros(self.batch_size, dtype=bool)
+        if self._named_strategy is not None:
+            changed = relabel_goals(data["obs"], goals, ep, t, self._named_strategy, self.relabel_p, self.rng)
+        goals_t = torch.as_tensor(goals, device=self.device)
+        if self._tensor_strategy is not None:
+            goals_t = self._tensor_strategy(goals_t)
+            if goals_t.shape != (self.batch_size, self.state_dim):
+                expected = (self.batch_size, self.state_dim)
+                raise ValueError(f"goal_sampling_strategy returned shape {tuple(goals_t.shape)}, expected {expected}")
+            goals = goals_t.detach().cpu().numpy()
+            changed[:] = True
+        if changed.any():
+            rewards = rewards.copy()
+            rewards[changed] = self.reward_fn(next_states[changed], goals[changed], {})
+
+        def tensor(x: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(x, dtype=torch.float32, device=self.device)
+
+        return (
+            tensor(states),
+            tensor(data["action"][ep, 0]),
+            tensor(rewards),
+            tensor(next_states),
+            tensor(data["done"][ep, 0, 0]),
+            goals_t.to(torch.float32),
+        )

@@ -1,0 +1,95 @@
+"""Argument checks shared by every constructor: each failure names the option, the value and what is allowed."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+
+class OptionError(ValueError):
+    """A bad option value. ``name`` is the argument name, which matches the config key."""
+
+    def __init__(self, name: str, value: Any, allowed: str) -> None:
+        self.name = name
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{name}={value!r} is invalid: expected {allowed}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def positive_int(name: str, value: Any) -> int:
+    if not _is_int(value) or value <= 0:
+        raise OptionError(name, value, "an integer > 0")
+    return int(value)
+
+
+def non_negative_int(name: str, value: Any) -> int:
+    if not _is_int(value) or value < 0:
+        raise OptionError(name, value, "an integer >= 0")
+    return int(value)
+
+
+def real_in_range(
+    name: str, value: Any, low: float, high: float, *, low_open: bool = False, high_open: bool = False
+) -> float:
+    """Check ``low <(=) value <(=) high``; ``math.inf`` bounds are allowed."""
+    ok = _is_real(value) and math.isfinite(float(value))
+    if ok:
+        v = float(value)
+        ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+    if not ok:
+        lb = "(" if low_open else "["
+        hb = ")" if high_open else "]"
+        raise OptionError(name, value, f"a number in {lb}{low}, {high}{hb}")
+    return float(value)
+
+
+def positive_real(name: str, value: Any) -> float:
+    return real_in_range(name, value, 0.0, math.inf, low_open=True, high_open=True)
+
+
+def choice(name: str, value: Any, allowed: Iterable[str]) -> str:
+    allowed = list(allowed)
+    if value not in allowed:
+        raise OptionError(name, value, "one of " + ", ".join(allowed))
+    return str(value)
+
+
+def boolean(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise OptionError(name, value, "true or false")
+    return bool(value)
+
+
+def int_sequence(name: str, value: Any) -> tuple[int, ...]:
+    """A non-empty sequence of positive integers, e.g. hidden layer sizes."""
+    try:
+        items = tuple(value)
+    except TypeError:
+        items = ()
+    if not items or not all(_is_int(v) and v > 0 for v in items):
+        raise OptionError(name, value, "a non-empty list of integers > 0")
+    return tuple(int(v) for v in items)
+
+
+def finite_array(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """Convert to float32 and check shape and finiteness (no NaN or inf)."""
+    try:
+        arr = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be numeric with shape {shape}: {err}") from None
+    if arr.shape != shape:
+        raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf values")
+    return arr

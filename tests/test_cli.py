@@ -1,0 +1,103 @@
+"""The real command line in a subprocess, with tiny budgets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = [
+    "runner.epochs=2",
+    "runner.cycles_per_epoch=2",
+    "runner.episodes_per_cycle=2",
+    "runner.updates_per_cycle=2",
+    "runner.eval_episodes=2",
+    "progress=false",
+]
+
+
+def run_train(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train.py"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_smoke_run_writes_metrics_tensorboard_config_and_policy(tmp_path):
+    out = tmp_path / "run"
+    proc = run_train("env=PointReach", *TINY, f"hydra.run.dir={out}")
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [0, 1]
+    assert [r["env_steps"] for r in records] == [200, 400]
+    for key in (
+        "wall_s",
+        "eval_success_rate",
+        "eval_mean_return",
+        "train_success_rate",
+        "actor_loss",
+        "critic_loss",
+        "q_mean",
+        "env_steps_per_s",
+    ):
+        assert key in records[-1], key
+    assert list((out / "tb").glob("events.out.tfevents.*"))
+    assert (out / ".hydra" / "config.yaml").exists() and (out / "policy.pt").exists()
+    assert "eval_success_rate" in proc.stdout
+
+
+def test_tensorboard_has_the_documented_tags(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    assert run_train("env=PointReach", *TINY, f"hydra.run.dir={out}").returncode == 0
+    acc = EventAccumulator(str(out / "tb"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for tag in (
+        "eval/success_rate",
+        "eval/mean_return",
+        "train/success_rate",
+        "losses/actor",
+        "losses/critic",
+        "charts/q_mean",
+        "charts/env_steps_per_s",
+    ):
+        assert tag in tags, tag
+    assert [e.step for e in acc.Scalars("eval/success_rate")] == [200, 400]  # x-axis: env steps
+
+
+def test_multirun_makes_one_run_per_seed(tmp_path):
+    proc = run_train("-m", "seed=0,1", "env=PointReach", *TINY, f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    runs = sorted(p.parent.name for p in tmp_path.glob("*/metrics.jsonl"))
+    assert runs == ["0_PointReach_seed0", "1_PointReach_seed1"]
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("env=Nope", "Available options in 'env'"),
+        ("agent=nope", "Available options in 'agent'"),
+        ("buffer.size=-5", "buffer.size=-5 is invalid: expected an integer > 0"),
+        ("buffer.replay_k=-1", "buffer.replay_k=-1 is invalid"),
+        ("buffer.strategy=bogus", "buffer.strategy='bogus' is invalid: expected one of future, final, episode, random"),
+        ("runner.epochs=abc", "runner.epochs='abc' is invalid: expected an integer > 0"),
+        ("agent.batch_size=0", "agent.batch_size=0 is invalid"),
+        ("device=tpu", "device='tpu' is invalid: expected one of cpu, cuda, auto"),
+        ("env.id=Nope-v0", "env.id='Nope-v0' is invalid: expected a registered env id"),
+    ],
+)
+def test_bad_input_fails_before_training_with_a_clear_message(tmp_path, override, expected):
+    proc = run_train("env=PointReach", *TINY, override, f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode != 0
+    assert expected in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()

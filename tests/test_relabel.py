@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from envs import env_info, make_env
+from her import HerReplayBuffer, OptionError, relabel_probability, sample_her_transitions
+from her.relabel import GoalStrategy, resolve_strategy
+
+T = 10
+N = 6
+
+
+def tagged_episodes() -> dict[str, np.ndarray]:
+    """Achieved goal ``ag[e, k] = (k, e)`` and observation ``obs[e, k] = (k, e)``: every sample carries its
+    step and episode index. Real goals are ``(-1, -1)`` so relabeled rows are easy to tell."""
+    steps = np.arange(T + 1, dtype=np.float32)
+    eps = np.arange(N, dtype=np.float32)
+    tags = np.stack(np.broadcast_arrays(steps[None, :], eps[:, None]), axis=-1)  # [N, T+1, 2]
+    return {
+        "obs": tags.copy(),
+        "ag": tags.copy(),
+        "g": -np.ones((N, T, 2), np.float32),
+        "action": np.zeros((N, T, 1), np.float32),
+    }
+
+
+def reward_fn(ag, g, info):
+    return -(np.linalg.norm(ag - g, axis=-1) > 0.5).astype(np.float32)
+
+
+def sample(strategy: str, relabel_p: float = 1.0, batch: int = 4000, seed: int = 0):
+    return sample_her_transitions(
+        tagged_episodes(), batch, resolve_strategy(strategy), relabel_p, reward_fn, np.random.default_rng(seed)
+    )
+
+
+def test_future_goal_never_comes_from_an_earlier_step():
+    tr = sample("future")
+    t, ep = tr.obs[:, 0], tr.obs[:, 1]
+    goal_step, goal_ep = tr.goal[:, 0], tr.goal[:, 1]
+    assert np.all(goal_ep == ep)
+    assert np.all(goal_step >= t + 1) and np.all(goal_step <= T)
+    # every future step is reachable, including the next one and the last one
+    assert set(np.unique(goal_step - t)) >= {1.0, float(T)}
+    np.testing.assert_array_equal(tr.next_obs[:, 0], t + 1)
+
+
+def test_final_goal_is_the_last_achieved_goal():
+    tr = sample("final")
+    np.testing.assert_array_equal(tr.goal[:, 0], T)
+    np.testing.assert_array_equal(tr.goal[:, 1], tr.obs[:, 1])
+
+
+def test_episode_goal_is_from_the_same_episode_and_random_goal_from_any():
+    tr = sample("episode")
+    np.testing.assert_array_equal(tr.goal[:, 1], tr.obs[:, 1])
+    assert set(np.unique(tr.goal[:, 0])) == set(range(T + 1))
+    tr = sample("random")
+    assert np.mean(tr.goal[:, 1] != tr.obs[:, 1]) > 0.5  # mostly other episodes
+    assert set(np.unique(tr.goal[:, 1])) == set(range(N))
+
+
+@pytest.mark.parametrize("replay_k, expected", [(0, 0.0), (1, 0.5), (4, 0.8)])
+def test_relabel_fraction_follows_replay_k(replay_k, expected):
+    p = relabel_probability(replay_k)
+    assert p == pytest.approx(expected)
+    tr = sample("future", p, batch=20000)
+    relabeled = np.mean(tr.goal[:, 0] != -1)
+    assert relabeled == pytest.approx(expected, abs=0.02)
+
+
+def test_rewards_are_recomputed_for_the_new_goals():
+    tr = sample("future", 0.5)
+    np.testing.assert_array_equal(tr.reward, reward_fn(tr.next_obs, tr.goal, None))
+    # a goal equal to the next achieved goal is a success
+    assert np.all(tr.reward[np.all(tr.goal == tr.next_obs, axis=1)] == 0)
+
+
+def test_sampling_is_deterministic_for_a_seed():
+    a, b = sample("future", 0.8, seed=3), sample("future", 0.8, seed=3)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_custom_callable_strategy():
+    def first_goal(ag, ep, t, rng):
+        return ag[ep, 0]
+
+    tr = sample_her_transitions(
+        tagged_episodes(), 100, resolve_strategy(first_goal), 1.0, reward_fn, np.random.default_rng(0)
+    )
+    np.testing.assert_array_equal(tr.goal[:, 0], 0)
+
+
+def test_bad_strategy_and_replay_k_are_rejected():
+    with pytest.raises(OptionError, match="strategy='futur'.*future, final, episode, random"):
+        resolve_strategy("futur")
+    with pytest.raises(OptionError, match="replay_k=-1"):
+        relabel_probability(-1)
+    assert [s.value for s in GoalStrategy] == ["future", "final", "episode", "random"]
+
+
+@pytest.mark.parametrize("env_id", ["PointReach-v0", "FetchReach-v4"])
+def test_recomputed_rewards_equal_the_envs(env_id):
+    """Rewards of stored (not relabeled) transitions equal what the env returned while stepping."""
+    env = make_env(env_id)
+    info = env_info(env)
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset(seed=0)
+    o, ag, g, act, rewards = [obs["observation"]], [obs["achieved_goal"]], [], [], []
+    for _ in range(info.horizon):
+        a = rng.uniform(-1, 1, info.action_dim).astype(np.float32)
+        g.append(obs["desired_goal"])
+        obs, r, *_ = env.step(a)
+        o.append(obs["observation"]), ag.append(obs["achieved_goal"]), act.append(a), rewards.append(r)
+    ep = {"obs": np.array([o]), "ag": np.array([ag]), "g": np.array([g]), "action": np.array([act])}
+    buf = HerReplayBuffer(
+        1000, info.horizon, info.obs_dim, info.goal_dim, info.action_dim, info.compute_reward, "future", 0
+    )
+    buf.store(ep)
+    tr = buf.sample(500, rng)
+    steps = [int(np.flatnonzero(np.all(ep["action"][0] == a, axis=1))[0]) for a in tr.action]
+    np.testing.assert_array_equal(tr.reward, np.asarray(rewards, np.float32)[steps])
+    # and relabeled rewards are the env's compute_reward of the new goals
+    buf.relabel_p = 1.0
+    tr = buf.sample(500, rng)
+    steps = [int(np.flatnonzero(np.all(ep["action"][0] == a, axis=1))[0]) for a in tr.action]
+    np.testing.assert_array_equal(
+        tr.reward, env.unwrapped.compute_reward(ep["ag"][0][np.array(steps) + 1], tr.goal, {})
+    )
+    env.close()
