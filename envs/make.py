@@ -88,11 +88,12 @@ def env_info(env: gym.Env) -> EnvInfo:
 
 def make_vector_env(env_id: str, num_envs: int = 1, vectorization: str = "sync") -> gym.vector.VectorEnv:
     """``num_envs`` copies of ``make_env(env_id)``: ``sync`` steps them in this process, ``async`` in
-    one subprocess each (gymnasium's ``AsyncVectorEnv``)."""
+    one subprocess each (gymnasium's ``AsyncVectorEnv``). Observations are not copied (``copy=False``):
+    callers copy what they keep before the next ``step``."""
     num_envs = validation.positive_int("num_envs", num_envs)
     validation.choice("vectorization", vectorization, VECTORIZATION_MODES)
     make_env(env_id).close()  # fail here, with a clear message, rather than inside a worker
     fns = [functools.partial(make_env, env_id)] * num_envs
     if vectorization == "async":
-        return gym.vector.AsyncVectorEnv(fns, shared_memory=True)
-    return gym.vector.SyncVectorEnv(fns)
+        return gym.vector.AsyncVectorEnv(fns, shared_memory=True, copy=False)
+    return gym.vector.SyncVectorEnv(fns, copy=False)

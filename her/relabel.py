@@ -30,9 +30,9 @@ GoalStrategyFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.random.Generat
 
 def future_goals(ag: np.ndarray, ep: np.ndarray, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A goal achieved later in the same episode: ``ag[ep, u]`` with ``u`` uniform in ``[t + 1, T]``."""
-    horizon = ag.shape[1] - 1
-    future_t = t + 1 + (rng.random(len(t)) * (horizon - t)).astype(np.int64)
-    return ag[ep, future_t]
+    slots = ag.shape[1]
+    future_t = t + 1 + (rng.random(len(t)) * (slots - 1 - t)).astype(np.int64)
+    return _rows(ag).take(ep * slots + future_t, axis=0)
 
 
 def final_goals(ag: np.ndarray, ep: np.ndarray, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -139,16 +139,25 @@ def sample_her_transitions(
     n, horizon = episodes["g"].shape[:2]
     ep = rng.integers(0, n, batch_size)
     t = rng.integers(0, horizon, batch_size)
-    goal = episodes["g"][ep, t]
+    # Gather rows of [N * slots, dim] views with one flat index: much faster than 2-D fancy indexing.
+    step = ep * horizon + t
+    state = ep * (horizon + 1) + t
+    obs, ag = _rows(episodes["obs"]), _rows(episodes["ag"])
+    goal = _rows(episodes["g"]).take(step, axis=0)
     relabel_goals(episodes["ag"], goal, ep, t, strategy, relabel_p, rng)
-    reward = np.asarray(reward_fn(episodes["ag"][ep, t + 1], goal, {}), dtype=np.float32)
+    reward = np.asarray(reward_fn(ag.take(state + 1, axis=0), goal, {}), dtype=np.float32)
     return Transitions(
-        obs=episodes["obs"][ep, t],
-        action=episodes["action"][ep, t],
+        obs=obs.take(state, axis=0),
+        action=_rows(episodes["action"]).take(step, axis=0),
         reward=reward,
-        next_obs=episodes["obs"][ep, t + 1],
+        next_obs=obs.take(state + 1, axis=0),
         goal=goal,
     )
+
+
+def _rows(x: np.ndarray) -> np.ndarray:
+    """``[N, slots, dim] -> [N * slots, dim]`` (a view for the contiguous arrays of the buffer)."""
+    return x.reshape(-1, x.shape[-1])
 
 
 def sparse_reward(threshold: float = 0.05) -> RewardFn:

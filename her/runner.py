@@ -9,11 +9,13 @@ from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from her import validation
 from her.metrics import MetricsLogger
 from her.relabel import HerReplayBuffer, Transitions, sample_her_transitions
+from her.transfer import BatchToDevice
 
 
 class Agent(Protocol):
@@ -89,6 +91,7 @@ class Runner:
         updates_per_cycle: gradient updates per cycle, followed by one target-network update.
         eval_episodes: deterministic evaluation episodes per epoch (a multiple of ``eval_env.num_envs``).
         seed: seeds the envs and the runner's generator (exploration noise, sampling).
+        device: where sampled batches are sent (the agent's device).
         logger: where per-epoch metrics go (``None``: nowhere).
         progress: show a progress bar.
     """
@@ -107,6 +110,7 @@ class Runner:
         updates_per_cycle: int = 40,
         eval_episodes: int = 10,
         seed: int = 0,
+        device: str | torch.device = "cpu",
         logger: MetricsLogger | None = None,
         progress: bool = True,
     ) -> None:
@@ -124,6 +128,7 @@ class Runner:
         if self.eval_episodes % eval_env.num_envs:
             raise validation.OptionError("eval_episodes", eval_episodes, f"a multiple of num_envs={eval_env.num_envs}")
         self.seed = seed
+        self.to_device = BatchToDevice(device)
         self.rng = np.random.default_rng(seed)
         self.logger = logger
         self.progress = progress
@@ -136,9 +141,8 @@ class Runner:
     def _exploit(self, obs: np.ndarray, goal: np.ndarray) -> np.ndarray:
         return self.agent.act(obs, goal, explore=False)
 
-    def train_cycle(self) -> tuple[Rollout, list[dict[str, float]], float, float]:
-        """Collect, store, update normalizers, update; returns the rollout, update stats and timings."""
-        t0 = time.perf_counter()
+    def collect(self) -> Rollout:
+        """Collect ``episodes_per_cycle`` exploring episodes, store them, update the normalizers."""
         first = self.env_steps == 0
         rollout = collect_episodes(
             self.train_env, self._explore, self.episodes_per_cycle, self.horizon, self.seed if first else None
@@ -155,12 +159,23 @@ class Runner:
             self.rng,
         )
         self.agent.update_normalizers(fresh.obs, fresh.goal)
-        t1 = time.perf_counter()
+        return rollout
+
+    def learn(self, n_updates: int) -> list[dict[str, float]]:
+        """``n_updates`` gradient updates on sampled batches, then one target update."""
         stats = [
-            self.agent.update(self.buffer.sample(self.agent.batch_size, self.rng))
-            for _ in range(self.updates_per_cycle)
+            self.agent.update(self.to_device(self.buffer.sample(self.agent.batch_size, self.rng)))
+            for _ in range(n_updates)
         ]
         self.agent.update_targets()
+        return stats
+
+    def train_cycle(self) -> tuple[Rollout, list[dict[str, float]], float, float]:
+        """Collect then learn; returns the rollout, update stats and the two phases' seconds."""
+        t0 = time.perf_counter()
+        rollout = self.collect()
+        t1 = time.perf_counter()
+        stats = self.learn(self.updates_per_cycle)
         return rollout, stats, t1 - t0, time.perf_counter() - t1
 
     def evaluate(self) -> Rollout:
@@ -217,3 +232,7 @@ class Runner:
         finally:
             bar.close()
         return record
+
+    def close(self) -> None:
+        self.train_env.close()
+        self.eval_env.close()

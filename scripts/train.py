@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from envs import env_info, make_env, make_vector_env
 from her import validation
 from her.metrics import MetricsLogger
+from her.runner import Runner
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 
@@ -57,10 +58,8 @@ def torch_threads(requested: int | None, num_envs: int, vectorization: str) -> i
     return max(1, (os.cpu_count() or 1) - workers)
 
 
-def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
-    """Build envs, buffer, agent and runner from ``cfg``, train, and return the last epoch's metrics."""
-    if run_dir is None:
-        run_dir = HydraConfig.get().runtime.output_dir
+def build_runner(cfg: DictConfig, logger: MetricsLogger | None) -> Runner:
+    """Envs, buffer, agent and runner from ``cfg`` (also sets torch threads and the torch seed)."""
     seed = _build("", validation.non_negative_int, "seed", cfg.seed)
     device = _build("", resolve_device, cfg.device)
     torch.set_num_threads(torch_threads(cfg.torch_threads, cfg.env.num_envs, cfg.env.vectorization))
@@ -84,8 +83,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     agent = _build(
         "agent", instantiate(cfg.agent), info.obs_dim, info.goal_dim, info.action_dim, info.action_max, device=device
     )
-    logger = MetricsLogger(run_dir, tensorboard=bool(cfg.logger.tensorboard))
-    runner = _build(
+    return _build(
         "runner",
         instantiate(cfg.runner),
         agent,
@@ -94,19 +92,29 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
         eval_env,
         info.horizon,
         seed=seed,
+        device=device,
         logger=logger,
         progress=bool(cfg.progress),
     )
+
+
+def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
+    """Build everything from ``cfg``, train, save the policy, and return the last epoch's metrics."""
+    if run_dir is None:
+        run_dir = HydraConfig.get().runtime.output_dir
+    logger = MetricsLogger(run_dir, tensorboard=bool(cfg.logger.tensorboard))
     try:
-        metrics = runner.run()
-        torch.save(
-            {"agent": agent.state_dict(), "config": OmegaConf.to_container(cfg, resolve=True)},
-            Path(run_dir) / "policy.pt",
-        )
+        runner = build_runner(cfg, logger)
+        try:
+            metrics = runner.run()
+            torch.save(
+                {"agent": runner.agent.state_dict(), "config": OmegaConf.to_container(cfg, resolve=True)},
+                Path(run_dir) / "policy.pt",
+            )
+        finally:
+            runner.close()
     finally:
         logger.close()
-        train_env.close()
-        eval_env.close()
     return metrics
 
 

@@ -1,0 +1,199 @@
+"""Measure how close training runs to this machine's limits; print a table and write JSON.
+
+    python scripts/benchmark.py [--out benchmark.json] [--quick] [--skip-solve] [train overrides ...]
+
+Overrides are the same ``key=value`` options as scripts/train.py (e.g. ``env=FetchPush env.num_envs=2``).
+Measured, in one run:
+  1. raw env steps/s of one env with random actions (the simulator limit);
+  2. collection steps/s inside the runner (policy inference, noise, storing) and its ratio to (1);
+  3. updates/s inside the runner (sampling + update) vs the same update in an isolated torch loop;
+  4. relabel-sampler batches/s at batch 256 and 1024 from a full 1M-transition buffer;
+  5. seconds from process start to eval success >= 0.9 of ``scripts/train.py`` (FetchReach by default);
+  6. peak memory (RSS) and threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from envs import env_info, make_env
+from her import HerReplayBuffer
+from her.relabel import Transitions
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train import CONFIG_DIR, build_runner  # noqa: E402
+
+
+def load_config(overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+def raw_env_rate(env_id: str, steps: int, seed: int = 0) -> float:
+    """Env steps/s of one env with random actions, reset every episode: ``[steps]`` steps timed."""
+    env = make_env(env_id)
+    horizon = env_info(env).horizon
+    rng = np.random.default_rng(seed)
+    actions = rng.uniform(-1, 1, (steps, env.action_space.shape[0])).astype(np.float32)
+    env.reset(seed=seed)
+    start = time.perf_counter()
+    for i in range(steps):
+        env.step(actions[i])
+        if (i + 1) % horizon == 0:
+            env.reset()
+    rate = steps / (time.perf_counter() - start)
+    env.close()
+    return rate
+
+
+def collection_rate(cfg: DictConfig, episodes: int, n: int) -> tuple[float, float, float, Any]:
+    """Runner collection and learning rates. Returns (collect steps/s, runner updates/s,
+    isolated updates/s, runner): ``episodes`` collected episodes and ``n`` updates timed."""
+    runner = build_runner(cfg, logger=None)
+    runner.progress = False
+    runner.episodes_per_cycle = runner.train_env.num_envs * max(1, episodes // runner.train_env.num_envs)
+    runner.collect()  # warm-up: first reset, first stores
+    start = time.perf_counter()
+    runner.collect()
+    collect = runner.episodes_per_cycle * runner.horizon / (time.perf_counter() - start)
+
+    runner.learn(10)  # warm-up
+    start = time.perf_counter()
+    runner.learn(n)
+    in_runner = n / (time.perf_counter() - start)
+
+    agent = runner.agent
+    fixed = runner.to_device(runner.buffer.sample(agent.batch_size, runner.rng))
+    for _ in range(10):
+        agent.update(fixed)
+    start = time.perf_counter()
+    for _ in range(n):
+        agent.update(fixed)
+    isolated = n / (time.perf_counter() - start)
+    return collect, in_runner, isolated, runner
+
+
+def sampler_rate(env_id: str, batch_size: int, seconds: float = 1.0, size: int = 1_000_000) -> float:
+    """Relabel-sampler batches/s from a full ``size``-transition buffer (random contents)."""
+    info = env_info(make_env(env_id))
+    buf = HerReplayBuffer(size, info.horizon, info.obs_dim, info.goal_dim, info.action_dim, info.compute_reward)
+    rng = np.random.default_rng(0)
+    n_eps = buf.storage.capacity
+    chunk = 1000
+    for i in range(0, n_eps, chunk):
+        k = min(chunk, n_eps - i)
+        buf.store({name: rng.random((k, *arr.shape[1:]), dtype=np.float32) for name, arr in buf.storage.data.items()})
+    assert buf.n_transitions == n_eps * info.horizon
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        batch: Transitions = buf.sample(batch_size, rng)
+        count += 1
+    assert batch.obs.shape == (batch_size, info.obs_dim)
+    return count / (time.perf_counter() - start)
+
+
+def time_to_success(overrides: list[str], threshold: float, timeout: float) -> dict[str, Any]:
+    """Run ``scripts/train.py`` and watch its metrics.jsonl: seconds from process start until the first
+    evaluation with success >= ``threshold`` (``None`` if it never gets there)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        metrics = Path(tmp) / "metrics.jsonl"
+        cmd = [sys.executable, str(Path(__file__).with_name("train.py")), *overrides, "progress=false",
+               f"hydra.run.dir={tmp}"]  # fmt: skip
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        reached, seen = None, 0
+        while time.perf_counter() - start < timeout:
+            if metrics.exists():
+                records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+                for r in records[seen:]:
+                    if reached is None and r["eval_success_rate"] >= threshold:
+                        reached = {"seconds": time.perf_counter() - start, **r}
+                seen = len(records)
+            if reached is not None or proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        proc.kill()
+        _, err = proc.communicate()
+        if reached is None and proc.returncode not in (0, -9):
+            raise RuntimeError(f"train.py failed: {err[-2000:]}")
+        if reached is None:
+            return {"seconds": None, "env_steps": None, "updates": None}
+        return {"seconds": reached["seconds"], "env_steps": reached["env_steps"], "updates": reached["updates"]}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="benchmark.json", help="where to write the JSON results")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run, not a measurement)")
+    parser.add_argument("--skip-solve", action="store_true", help="skip the time-to-success run (item 5)")
+    parser.add_argument("--solve-env", default="FetchReach", help="env config for item 5")
+    parser.add_argument("overrides", nargs="*", help="train.py overrides, e.g. env=FetchPush env.num_envs=2")
+    args = parser.parse_args()
+
+    cfg = load_config(args.overrides + ["logger.tensorboard=false", "progress=false"])
+    quick = args.quick
+    env_id = cfg.env.id
+    results: dict[str, Any] = {
+        "env": env_id,
+        "overrides": args.overrides,
+        "num_envs": int(cfg.env.num_envs),
+        "vectorization": str(cfg.env.vectorization),
+        "cpu_count": os.cpu_count(),
+        "device": str(cfg.device),
+        "torch": torch.__version__,
+    }
+
+    results["raw_env_steps_per_s"] = raw_env_rate(env_id, 200 if quick else 5000)
+    collect, in_runner, isolated, runner = collection_rate(cfg, 2 if quick else 20, 5 if quick else 200)
+    results["torch_threads"] = torch.get_num_threads()
+    results["collect_steps_per_s"] = collect
+    results["collect_ratio_to_raw"] = collect / results["raw_env_steps_per_s"]
+    results["runner_updates_per_s"] = in_runner
+    results["isolated_updates_per_s"] = isolated
+    results["update_ratio"] = in_runner / isolated
+    results["batch_size"] = runner.agent.batch_size
+    results["threads"] = threading.active_count()
+    runner.close()
+
+    size = 20_000 if quick else 1_000_000
+    results["sampler_buffer_transitions"] = size
+    for b in (256, 1024):
+        results[f"sampler_batches_per_s_{b}"] = sampler_rate(env_id, b, 0.2 if quick else 2.0, size)
+    results["peak_rss_mb"] = peak_rss_mb()
+
+    if not args.skip_solve:
+        solve = [f"env={args.solve_env}"] + (["runner.epochs=1", "runner.cycles_per_epoch=1"] if quick else [])
+        reach = time_to_success(solve, 0.9, 60 if quick else 300)
+        results["solve_env"] = args.solve_env
+        results["time_to_success_0.9_s"] = reach["seconds"]
+        results["time_to_success_env_steps"] = reach["env_steps"]
+        results["time_to_success_updates"] = reach["updates"]
+
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    width = max(len(k) for k in results)
+    for k, v in results.items():
+        print(f"{k:<{width}}  {v:.3f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    print(f"-> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
