@@ -6,6 +6,7 @@ from her.buffer import EpisodeBuffer
 from her.relabel import (
     GoalStrategy,
     HerReplayBuffer,
+    MixtureStrategy,
     Transitions,
     relabel_goals,
     relabel_probability,
@@ -20,6 +21,7 @@ __all__ = [
     "GoalStrategy",
     "HerReplayBuffer",
     "HindsightExperienceReplay",
+    "MixtureStrategy",
     "OptionError",
     "Transitions",
     "relabel_goals",

@@ -27,7 +27,7 @@ class HindsightExperienceReplay:
         batch_size: transitions per ``sample()``.
         goal_sampling_strategy: applied to sampled goals. Either a callable on the ``[B, state_dim]`` goal
             tensor returning a tensor of the same shape, or a strategy name (``future``, ``final``,
-            ``episode``, ``random``) that relabels each goal with probability ``relabel_p``
+            ``episode``, ``random``, ``actual``) that relabels each goal with probability ``relabel_p``
             (with one-step episodes, ``future`` and ``final`` both pick ``next_state``). ``None``: goals
             as stored. When goals change, their rewards are recomputed with ``reward_fn``.
         reward_fn: ``reward_fn(achieved [B, g], goal [B, g], info) -> [B]``; default Fetch's sparse
@@ -118,7 +118,9 @@ class HindsightExperienceReplay:
         rewards = data["reward"][ep, 0, 0]
         changed = np.zeros(self.batch_size, dtype=bool)
         if self._named_strategy is not None:
-            changed = relabel_goals(data["obs"], goals, ep, t, self._named_strategy, self.relabel_p, self.rng)
+            # The achieved goal of a state is the state itself; one-step episodes hold (state, next_state).
+            episodes = {"ag": data["obs"], "g": data["g"]}
+            changed = relabel_goals(episodes, goals, ep, t, self._named_strategy, self.relabel_p, self.rng)
         goals_t = torch.as_tensor(goals, device=self.device)
         if self._tensor_strategy is not None:
             goals_t = self._tensor_strategy(goals_t)

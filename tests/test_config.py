@@ -66,7 +66,7 @@ def test_custom_strategy_from_a_target():
         horizon=50, obs_dim=2, goal_dim=2, action_dim=2, reward_fn=lambda a, g, i: -np.ones(len(a))
     )
     ag = np.arange(2 * 51 * 2, dtype=np.float32).reshape(2, 51, 2)
-    out = buf.strategy(ag, np.array([0, 1]), np.array([3, 4]), np.random.default_rng(0))
+    out = buf.strategy({"ag": ag}, np.array([0, 1]), np.array([3, 4]), np.random.default_rng(0))
     np.testing.assert_array_equal(out, ag[[0, 1], -1])
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from envs import env_info, make_env
 from her import HerReplayBuffer, OptionError, relabel_probability, sample_her_transitions
-from her.relabel import GoalStrategy, resolve_strategy
+from her.relabel import GoalStrategy, MixtureStrategy, resolve_strategy
 
 T = 10
 N = 6
@@ -84,8 +84,8 @@ def test_sampling_is_deterministic_for_a_seed():
 
 
 def test_custom_callable_strategy():
-    def first_goal(ag, ep, t, rng):
-        return ag[ep, 0]
+    def first_goal(episodes, ep, t, rng):
+        return episodes["ag"][ep, 0]
 
     tr = sample_her_transitions(
         tagged_episodes(), 100, resolve_strategy(first_goal), 1.0, reward_fn, np.random.default_rng(0)
@@ -94,11 +94,39 @@ def test_custom_callable_strategy():
 
 
 def test_bad_strategy_and_replay_k_are_rejected():
-    with pytest.raises(OptionError, match="strategy='futur'.*future, final, episode, random"):
+    with pytest.raises(OptionError, match="strategy='futur'.*future, final, episode, random, actual"):
         resolve_strategy("futur")
     with pytest.raises(OptionError, match="replay_k=-1"):
         relabel_probability(-1)
-    assert [s.value for s in GoalStrategy] == ["future", "final", "episode", "random"]
+    assert [s.value for s in GoalStrategy] == ["future", "final", "episode", "random", "actual"]
+    with pytest.raises(OptionError, match="weights='nope'"):
+        MixtureStrategy({"future": 1.0, "nope": 1.0})
+    with pytest.raises(OptionError, match="weights"):
+        MixtureStrategy({"future": 0.0})
+    with pytest.raises(OptionError, match="weights.future=-1"):
+        MixtureStrategy({"future": -1})
+
+
+def test_actual_goals_are_real_goals_of_stored_episodes():
+    eps = tagged_episodes()
+    eps["g"] = eps["ag"][:, :T] + np.float32([100, 0])  # real goals tagged (step + 100, episode)
+    tr = sample_her_transitions(eps, 3000, resolve_strategy("actual"), 1.0, reward_fn, np.random.default_rng(0))
+    assert np.all(tr.goal[:, 0] >= 100)
+    assert set(np.unique(tr.goal[:, 1])) == set(range(N))
+
+
+def test_mixture_draws_each_strategy_in_proportion():
+    eps = tagged_episodes()
+    eps["g"] = eps["ag"][:, :T] + np.float32([100, 0])  # real goals tagged (step + 100, episode)
+    mix = MixtureStrategy({"future": 0.5, "actual": 0.25, "final": 0.25})
+    tr = sample_her_transitions(eps, 20000, mix, 1.0, reward_fn, np.random.default_rng(0))
+    t = tr.obs[:, 0]
+    actual = tr.goal[:, 0] >= 100
+    assert np.mean(actual) == pytest.approx(0.25, abs=0.02)
+    own = ~actual
+    assert np.all(tr.goal[own, 1] == tr.obs[own, 1]) and np.all(tr.goal[own, 0] > t[own])  # future or final
+    final_share = np.mean(tr.goal[own, 0] == T)  # final goals plus the future goals that hit step T
+    assert final_share > 0.25 / 0.75
 
 
 @pytest.mark.parametrize("env_id", ["PointReach-v0", "FetchReach-v4"])
