@@ -146,6 +146,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run, not a measurement)")
     parser.add_argument("--skip-solve", action="store_true", help="skip the time-to-success run (item 5)")
     parser.add_argument("--solve-env", default="FetchReach", help="env config for item 5")
+    parser.add_argument("--sampler-size", type=int, default=1_000_000, help="buffer transitions for item 4")
     parser.add_argument("overrides", nargs="*", help="train.py overrides, e.g. env=FetchPush env.num_envs=2")
     args = parser.parse_args()
 
@@ -174,7 +175,7 @@ def main() -> None:
     results["threads"] = threading.active_count()
     runner.close()
 
-    size = 20_000 if quick else 1_000_000
+    size = 20_000 if quick else args.sampler_size
     results["sampler_buffer_transitions"] = size
     for b in (256, 1024):
         results[f"sampler_batches_per_s_{b}"] = sampler_rate(env_id, b, 0.2 if quick else 2.0, size)

@@ -75,3 +75,16 @@ def test_experiment_presets_compose(experiment):
     cfg = compose_config(f"experiment={experiment}")
     assert make_env(cfg.env.id) is not None
     assert cfg.runner.epochs > 0
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_experiment_presets_run_one_short_cycle(experiment, tmp_path):
+    from train import train
+
+    cfg = compose_config(
+        f"experiment={experiment}", "device=cpu", "progress=false", "logger.tensorboard=false", "env.num_envs=2",
+        "runner.epochs=1", "runner.cycles_per_epoch=1", "runner.episodes_per_cycle=2", "runner.updates_per_cycle=1",
+        "runner.eval_episodes=2", "buffer.size=10000",
+    )  # fmt: skip
+    metrics = train(cfg, tmp_path)
+    assert metrics["env_steps"] == 100 and metrics["updates"] == 1
