@@ -12,6 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from her import validation
+from her.distributed import Distributed
 from her.metrics import MetricsLogger
 from her.relabel import HerReplayBuffer, Transitions, sample_her_transitions
 
@@ -91,6 +92,8 @@ class Runner:
         seed: seeds the envs and the runner's generator (exploration noise, sampling).
         logger: where per-epoch metrics go (``None``: nowhere).
         progress: show a progress bar.
+        distributed: this process's rank in a data-parallel job; each epoch's metrics are combined over ranks
+            (``Distributed.reduce_record``) and the replicas checked for equality. ``None``: one process.
     """
 
     def __init__(
@@ -109,6 +112,7 @@ class Runner:
         seed: int = 0,
         logger: MetricsLogger | None = None,
         progress: bool = True,
+        distributed: Distributed | None = None,
     ) -> None:
         self.agent, self.buffer, self.train_env, self.eval_env = agent, buffer, train_env, eval_env
         self.horizon = validation.positive_int("horizon", horizon)
@@ -127,7 +131,8 @@ class Runner:
         self.rng = np.random.default_rng(seed)
         self.logger = logger
         self.progress = progress
-        self.env_steps = 0
+        self.distributed = distributed if distributed is not None else Distributed()
+        self.env_steps = 0  # this rank's; metrics report all ranks' (reduce_record)
         self.epoch = 0
 
     def _explore(self, obs: np.ndarray, goal: np.ndarray) -> np.ndarray:
@@ -207,6 +212,8 @@ class Runner:
                     "eval_s": now - eval_start,
                     "buffer_transitions": self.buffer.n_transitions,
                 }
+                record = self.distributed.reduce_record(record)
+                self.distributed.periodic_check(self.epoch)
                 self.epoch += 1
                 if self.logger is not None:
                     self.logger.log_epoch(record)
