@@ -15,12 +15,13 @@ from typing import Any
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from envs import env_info, make_env, make_vector_env
 from her import validation
-from her.distributed import rank_seed
+from her.distributed import launched_by_torchrun, rank_seed
 from her.metrics import MetricsLogger
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
@@ -135,11 +136,13 @@ def other_rank_overrides(environ: dict[str, str]) -> list[str]:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
     try:
+        if launched_by_torchrun() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise ConfigError("torchrun runs one training on several ranks: start sweeps (-m) without torchrun")
         metrics = train(cfg)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    if int(os.environ.get("RANK", "0")) != 0:
+    if int(os.environ.get("RANK", "0")) != 0:  # rank 0 reports
         return float(metrics["eval_success_rate"])
     print(
         f"done: epoch {metrics['epoch']} env_steps {metrics['env_steps']} "
