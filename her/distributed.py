@@ -63,18 +63,19 @@ class AgentParts:
     """The state of an agent that must agree across ranks, found by type among the agent's attributes."""
 
     modules: dict[str, nn.Module]
-    parameters: dict[str, nn.Parameter]
+    parameters: dict[str, torch.Tensor]
     optimizers: dict[str, torch.optim.Optimizer]
     normalizers: dict[str, RunningNormalizer]
 
 
 def agent_parts(agent: object) -> AgentParts:
-    """Networks, free parameters (e.g. SAC's ``log_alpha``), optimizers and normalizers among ``vars(agent)``,
-    in name order (the same on every rank). Finding them by type covers any agent without it declaring them."""
+    """Networks, free trainable tensors (e.g. SAC's ``log_alpha``), optimizers and normalizers among
+    ``vars(agent)``, in name order (the same on every rank). Finding them by type covers any agent (DDPG, TD3,
+    SAC) without each one declaring its parts."""
     attrs = sorted(vars(agent).items())
     return AgentParts(
         modules={n: v for n, v in attrs if isinstance(v, nn.Module)},
-        parameters={n: v for n, v in attrs if isinstance(v, nn.Parameter)},
+        parameters={n: v for n, v in attrs if isinstance(v, torch.Tensor) and v.requires_grad},
         optimizers={n: v for n, v in attrs if isinstance(v, torch.optim.Optimizer)},
         normalizers={n: v for n, v in attrs if isinstance(v, RunningNormalizer)},
     )

@@ -17,10 +17,10 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
-from agents import DDPG
+from agents import DDPG, RunningNormalizer
 from envs import env_info, make_env, make_vector_env
 from her import HerReplayBuffer
-from her.distributed import Distributed, GradReduce, RanksOutOfSync, init_distributed, rank_seed
+from her.distributed import Distributed, GradReduce, RanksOutOfSync, agent_parts, init_distributed, rank_seed
 from her.runner import Runner
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -197,3 +197,18 @@ def test_bad_options_name_the_option(kwargs, message):
 
 def test_distributed_default_is_a_no_op_object():
     assert Distributed().reduce_record({}) == {"world_size": 1}
+
+
+def test_agent_parts_are_found_by_type_for_any_agent():
+    class ToyAgent:  # the parts an off-policy agent such as SAC holds
+        def __init__(self) -> None:
+            self.policy = nn.Linear(2, 2)
+            self.log_alpha = torch.zeros(1, requires_grad=True)
+            self.policy_opt = torch.optim.Adam(self.policy.parameters())
+            self.alpha_opt = torch.optim.Adam([self.log_alpha])
+            self.obs_norm = RunningNormalizer(2)
+            self.gamma = 0.98
+
+    parts = agent_parts(ToyAgent())
+    assert list(parts.modules) == ["policy"] and list(parts.parameters) == ["log_alpha"]
+    assert list(parts.optimizers) == ["alpha_opt", "policy_opt"] and list(parts.normalizers) == ["obs_norm"]
