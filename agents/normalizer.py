@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -13,6 +15,10 @@ class RunningNormalizer:
 
     Statistics are float64 sums on the host; ``mean``/``std`` are float32 tensors on ``device``,
     recomputed after each ``update``.
+
+    ``reduce``, when set, maps the ``[2 * dim + 1]`` increments of an update (sum, sum of squares, count) to the
+    increments actually added; distributed training sets it to a sum over ranks, so that every rank holds the
+    statistics of all ranks' data (``her.distributed``).
 
     Args:
         dim: size of the last axis of the inputs. eps: lower bound of the std. clip: output range.
@@ -26,14 +32,19 @@ class RunningNormalizer:
         self.sum = np.zeros(dim, dtype=np.float64)
         self.sumsq = np.zeros(dim, dtype=np.float64)
         self.count = 0
+        self.reduce: Callable[[np.ndarray], np.ndarray] | None = None
         self._refresh()
 
     def update(self, x: np.ndarray) -> None:
         """Add ``[..., dim]`` samples to the statistics."""
         x = np.asarray(x, dtype=np.float64).reshape(-1, self.dim)
-        self.sum += x.sum(axis=0)
-        self.sumsq += np.square(x).sum(axis=0)
-        self.count += len(x)
+        increments = np.concatenate([x.sum(axis=0), np.square(x).sum(axis=0), [len(x)]])
+        if self.reduce is not None:
+            increments = self.reduce(increments)
+        d = self.dim
+        self.sum += increments[:d]
+        self.sumsq += increments[d : 2 * d]
+        self.count += int(round(increments[-1]))
         self._refresh()
 
     def _refresh(self) -> None:

@@ -13,6 +13,7 @@ import torch
 from tqdm import tqdm
 
 from her import validation
+from her.distributed import Distributed
 from her.metrics import MetricsLogger
 from her.relabel import HerReplayBuffer, Transitions, sample_her_transitions
 from her.transfer import BatchToDevice
@@ -94,6 +95,8 @@ class Runner:
         device: where sampled batches are sent (the agent's device).
         logger: where per-epoch metrics go (``None``: nowhere).
         progress: show a progress bar.
+        distributed: this process's rank in a data-parallel job; each epoch's metrics are combined over ranks
+            (``Distributed.reduce_record``) and the replicas checked for equality. ``None``: one process.
     """
 
     def __init__(
@@ -113,6 +116,7 @@ class Runner:
         device: str | torch.device = "cpu",
         logger: MetricsLogger | None = None,
         progress: bool = True,
+        distributed: Distributed | None = None,
     ) -> None:
         self.agent, self.buffer, self.train_env, self.eval_env = agent, buffer, train_env, eval_env
         self.horizon = validation.positive_int("horizon", horizon)
@@ -132,7 +136,8 @@ class Runner:
         self.rng = np.random.default_rng(seed)
         self.logger = logger
         self.progress = progress
-        self.env_steps = 0
+        self.distributed = distributed if distributed is not None else Distributed()
+        self.env_steps = 0  # this rank's; metrics report all ranks' (reduce_record)
         self.epoch = 0
 
     def _explore(self, obs: np.ndarray, goal: np.ndarray) -> np.ndarray:
@@ -222,6 +227,8 @@ class Runner:
                     "eval_s": now - eval_start,
                     "buffer_transitions": self.buffer.n_transitions,
                 }
+                record = self.distributed.reduce_record(record)
+                self.distributed.periodic_check(self.epoch)
                 self.epoch += 1
                 if self.logger is not None:
                     self.logger.log_epoch(record)
@@ -234,5 +241,9 @@ class Runner:
         return record
 
     def close(self) -> None:
+        """Close the logger, the envs and the process group (if any)."""
+        if self.logger is not None:
+            self.logger.close()
         self.train_env.close()
         self.eval_env.close()
+        self.distributed.close()

@@ -92,6 +92,7 @@ def test_multirun_makes_one_run_per_seed(tmp_path):
         ("runner.epochs=abc", "runner.epochs='abc' is invalid: expected an integer > 0"),
         ("agent.batch_size=0", "agent.batch_size=0 is invalid"),
         ("device=tpu", "device='tpu' is invalid: expected one of cpu, cuda, auto"),
+        ("distributed.grad_reduce=max", "distributed.grad_reduce='max' is invalid: expected one of mean, sum"),
         ("env.id=Nope-v0", "env.id='Nope-v0' is invalid: expected a registered env id"),
     ],
 )

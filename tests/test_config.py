@@ -6,12 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import CONFIG_DIR, compose_config
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from agents import DDPG
 from envs import env_info, make_env, make_vector_env
 from her import HerReplayBuffer
+from her.distributed import Distributed
 from her.runner import Runner
 
 
@@ -20,7 +23,7 @@ def options(group: str) -> list[str]:
 
 
 def test_every_group_has_options():
-    for group in ("env", "agent", "buffer", "runner", "logger", "hydra"):
+    for group in ("env", "agent", "buffer", "runner", "logger", "distributed", "hydra", "hparams_search"):
         assert options(group), group
 
 
@@ -88,3 +91,42 @@ def test_experiment_presets_run_one_short_cycle(experiment, tmp_path):
     )  # fmt: skip
     metrics = train(cfg, tmp_path)
     assert metrics["env_steps"] == 100 and metrics["updates"] == 1
+
+
+@pytest.mark.parametrize("distributed", options("distributed"))
+def test_distributed_configs_instantiate(distributed, monkeypatch):
+    for var in ("RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    cfg = compose_config(f"distributed={distributed}")
+    d = instantiate(cfg.distributed)(torch.device("cpu"))
+    assert isinstance(d, Distributed) and d.world_size == 1 and d.grad_reduce.value == cfg.distributed.grad_reduce
+
+
+def compose_with_hydra(*overrides: str):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
+
+
+@pytest.mark.parametrize(
+    "launcher, target",
+    [
+        ("joblib", "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"),
+        ("submitit_slurm", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
+        ("slurm", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
+    ],
+)
+def test_sweep_launchers_compose(launcher, target):
+    cfg = compose_with_hydra(f"hydra/launcher={launcher}", "env=FetchPush")
+    assert cfg.hydra.launcher._target_ == target
+    if launcher == "slurm":  # our settings on top of the plugin's schema
+        assert cfg.hydra.launcher.timeout_min == 720 and cfg.hydra.launcher.cpus_per_task == 4
+
+
+@pytest.mark.parametrize("search", options("hparams_search"))
+def test_hparams_searches_compose_into_an_optuna_sweep(search):
+    cfg = compose_with_hydra(f"hparams_search={search}")
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
+    assert sweeper.params and all(key.startswith("agent.") for key in sweeper.params)
+    for key in sweeper.params:  # every tuned option exists in the agent config
+        assert key.split(".", 1)[1] in cfg.agent

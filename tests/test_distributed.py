@@ -1,0 +1,214 @@
+"""Data-parallel training over torch.distributed (gloo, 2 ranks on the point env) and its one-process default."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+from agents import DDPG, RunningNormalizer
+from envs import env_info, make_env, make_vector_env
+from her import HerReplayBuffer
+from her.distributed import Distributed, GradReduce, RanksOutOfSync, agent_parts, init_distributed, rank_seed
+from her.runner import Runner
+
+ROOT = Path(__file__).resolve().parent.parent
+WORLD = 2
+EPOCHS, CYCLES, EPISODES = 2, 2, 1  # per rank; PointReach episodes are 50 steps
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rank_main(rank: int, port: int, out: Path) -> None:
+    """One rank: train a point-env agent whose networks start from a rank-specific seed, then record its state,
+    mean and sum reductions of known gradients, and whether a deliberate desync is caught."""
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(WORLD),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(WORLD),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    torch.set_num_threads(1)
+    distributed = init_distributed(torch.device("cpu"), check_every=1, timeout_s=120)
+    info = env_info(make_env("PointReach-v0"))
+    torch.manual_seed(100 + rank)  # different on purpose: attach() must copy rank 0's networks
+    agent = DDPG(info.obs_dim, info.goal_dim, info.action_dim, info.action_max, hidden=(16, 16), batch_size=32)
+    distributed.attach(agent)
+    buffer = HerReplayBuffer(10_000, info.horizon, info.obs_dim, info.goal_dim, info.action_dim, info.compute_reward)
+    env = make_vector_env("PointReach-v0", 1, "sync")
+    runner = Runner(
+        agent,
+        buffer,
+        env,
+        env,
+        info.horizon,
+        epochs=EPOCHS,
+        cycles_per_epoch=CYCLES,
+        episodes_per_cycle=EPISODES,
+        updates_per_cycle=3,
+        eval_episodes=2,
+        seed=rank_seed(0, rank),
+        progress=False,
+        distributed=distributed,
+    )
+    record = runner.run()  # checks the replicas after every epoch (check_every=1)
+    state = copy.deepcopy(agent.state_dict())
+
+    reduced = {}
+    for mode in GradReduce:
+        layer = nn.Linear(3, 1)
+        for p in layer.parameters():
+            p.grad = torch.full_like(p, float(rank + 1))
+        dataclasses.replace(distributed, grad_reduce=mode, _owns_group=False).all_reduce_grads(layer.parameters())
+        reduced[mode.value] = layer.weight.grad.clone()
+
+    with torch.no_grad():  # desync one rank: the check must fail on every rank
+        if rank == 1:
+            next(agent.actor.parameters()).add_(1.0)
+    try:
+        distributed.check_in_sync()
+        desync_error = ""
+    except RanksOutOfSync as err:
+        desync_error = str(err)
+    torch.save(
+        {
+            "state": state,
+            "first_episode_obs": buffer.storage.stored()["obs"][0],
+            "record": record,
+            "reduced_grads": reduced,
+            "desync_error": desync_error,
+        },
+        out / f"rank{rank}.pt",
+    )
+    env.close()
+    distributed.close()
+
+
+def run_ranks(tmp_path: Path) -> list[dict]:
+    mp.spawn(rank_main, args=(free_port(), tmp_path), nprocs=WORLD, join=True)
+    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+
+
+def test_two_gloo_ranks_stay_identical_and_share_normalizer_statistics(tmp_path):
+    r0, r1 = run_ranks(tmp_path)
+    # each rank explored its own envs ...
+    assert not np.array_equal(r0["first_episode_obs"], r1["first_episode_obs"])
+    # ... yet the replicas (networks, targets, optimizer moments) are bit-identical
+    for name in ("actor", "critic", "actor_target", "critic_target"):
+        for key, t0 in r0["state"][name].items():
+            assert torch.equal(t0, r1["state"][name][key]), f"{name}.{key}"
+    for group0, group1 in zip(r0["state"]["critic_opt"]["state"].values(), r1["state"]["critic_opt"]["state"].values()):
+        assert torch.equal(group0["exp_avg"], group1["exp_avg"])
+    # normalizers hold the statistics of both ranks' relabeled samples: one horizon per episode per rank
+    for norm in ("obs_norm", "goal_norm"):
+        n0, n1 = r0["state"][norm], r1["state"][norm]
+        assert n0["count"] == n1["count"] == WORLD * EPOCHS * CYCLES * EPISODES * 50
+        np.testing.assert_array_equal(n0["sum"], n1["sum"])
+        np.testing.assert_array_equal(n0["sumsq"], n1["sumsq"])
+    # metrics: env steps of all ranks, the same record on both
+    assert r0["record"]["env_steps"] == WORLD * EPOCHS * CYCLES * EPISODES * 50
+    assert r0["record"]["world_size"] == WORLD
+    assert r0["record"]["eval_success_rate"] == r1["record"]["eval_success_rate"]
+    # gradients 1 (rank 0) and 2 (rank 1): mean 1.5, sum 3
+    for r in (r0, r1):
+        torch.testing.assert_close(r["reduced_grads"]["mean"], torch.full((1, 3), 1.5))
+        torch.testing.assert_close(r["reduced_grads"]["sum"], torch.full((1, 3), 3.0))
+    # a deliberate desync is reported on both ranks, naming the tensor
+    for r in (r0, r1):
+        assert "differ across 2 ranks: actor." in r["desync_error"], r["desync_error"]
+
+
+def test_torchrun_cli_writes_one_run_dir(tmp_path):
+    """The real command: ``torchrun --nproc_per_node=2 scripts/train.py``; only rank 0 writes a run dir."""
+    env = {**os.environ, "TMPDIR": str(tmp_path / "scratch"), "PYTHONPATH": str(ROOT)}
+    (tmp_path / "scratch").mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}"]
+        + [str(ROOT / "scripts" / "train.py"), "env=PointReach", "torch_threads=1", "progress=false"]
+        + ["runner.epochs=2", "runner.cycles_per_epoch=2", "runner.updates_per_cycle=2", "runner.eval_episodes=2"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dirs = [p.parent for p in work.rglob("metrics.jsonl")]
+    assert len(run_dirs) == 1 and len(list((work / "runs" / "PointReach").iterdir())) == 1
+    run_dir = run_dirs[0]
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["env_steps"] for r in records] == [200, 400]  # 2 ranks x 2 cycles x 1 episode x 50 steps per epoch
+    assert all(r["world_size"] == WORLD for r in records)
+    assert (run_dir / "policy.pt").exists() and (run_dir / "tb").is_dir()
+    assert proc.stdout.count("done:") == 1
+    assert not list((tmp_path / "scratch").rglob("metrics.jsonl"))  # rank 1's scratch holds Hydra's log only
+
+
+def test_without_torchrun_there_is_one_rank_and_no_communication(monkeypatch):
+    for var in ("RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    d = init_distributed(torch.device("cpu"))
+    assert (d.rank, d.world_size, d.is_main, d.grad_reduce) == (0, 1, True, GradReduce.MEAN)
+    agent = DDPG(2, 2, 2, hidden=(8,))
+    before = [p.clone() for p in agent.actor.parameters()]
+    d.attach(agent)
+    assert all(torch.equal(a, b) for a, b in zip(before, agent.actor.parameters()))
+    assert agent.obs_norm.reduce is None
+    d.check_in_sync()
+    assert d.reduce_record({"env_steps": 100, "eval_success_rate": 0.5}) == {
+        "env_steps": 100,
+        "eval_success_rate": 0.5,
+        "world_size": 1,
+    }
+
+
+def test_rank_seeds_keep_rank_zero_and_differ_elsewhere():
+    assert rank_seed(7, 0) == 7
+    seeds = {rank_seed(s, r) for s in range(3) for r in range(4)}
+    assert len(seeds) == 12
+
+
+@pytest.mark.parametrize("kwargs, message", [({"grad_reduce": "max"}, "grad_reduce"), ({"check_every": -1}, "check")])
+def test_bad_options_name_the_option(kwargs, message):
+    from her import OptionError
+
+    with pytest.raises(OptionError, match=message):
+        init_distributed(torch.device("cpu"), **kwargs)
+
+
+def test_distributed_default_is_a_no_op_object():
+    assert Distributed().reduce_record({}) == {"world_size": 1}
+
+
+def test_agent_parts_are_found_by_type_for_any_agent():
+    class ToyAgent:  # the parts an off-policy agent such as SAC holds
+        def __init__(self) -> None:
+            self.policy = nn.Linear(2, 2)
+            self.log_alpha = torch.zeros(1, requires_grad=True)
+            self.policy_opt = torch.optim.Adam(self.policy.parameters())
+            self.alpha_opt = torch.optim.Adam([self.log_alpha])
+            self.obs_norm = RunningNormalizer(2)
+            self.gamma = 0.98
+
+    parts = agent_parts(ToyAgent())
+    assert list(parts.modules) == ["policy"] and list(parts.parameters) == ["log_alpha"]
+    assert list(parts.optimizers) == ["alpha_opt", "policy_opt"] and list(parts.normalizers) == ["obs_norm"]
