@@ -7,7 +7,9 @@ objects. ``train(cfg)`` returns the final epoch's metrics; ``main`` returns the 
 from __future__ import annotations
 
 import os
+import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +20,26 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from envs import env_info, make_env, make_vector_env
-from her import validation
+from her import checkpoint, validation
+from her.checkpoint import Checkpointer, CheckpointError, RunInfo
 from her.metrics import MetricsLogger
+from her.signals import GracefulStop
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+# What a resumed run may change; everything else comes from the config saved in its checkpoint.
+RESUME_OVERRIDES = (
+    "runner.epochs",
+    "progress",
+    "torch_threads",
+    "device",
+    "checkpoint.every",
+    "checkpoint.save_buffer",
+)
+
+# configs/hydra/default.yaml: a resumed run writes into its own dir and keeps its .hydra/ (original config).
+OmegaConf.register_new_resolver(
+    "if_resume", lambda resume, then, otherwise: otherwise if resume is None else then, replace=True
+)
 
 
 class ConfigError(Exception):
@@ -57,8 +75,41 @@ def torch_threads(requested: int | None, num_envs: int, vectorization: str) -> i
     return max(1, (os.cpu_count() or 1) - workers)
 
 
+def checkpoint_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / checkpoint.CHECKPOINT_DIR / checkpoint.LAST
+
+
+def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
+    """The config saved in ``run_dir``'s last checkpoint, with ``resume=run_dir`` and ``overrides``
+    (``key=value``, keys from ``RESUME_OVERRIDES`` only)."""
+    if not Path(run_dir).is_dir():
+        raise ConfigError(f"resume={run_dir}: no such run dir")
+    saved = checkpoint.load(checkpoint_path(run_dir))
+    for override in overrides:
+        key = override.split("=", 1)[0]
+        if key not in RESUME_OVERRIDES:
+            raise ConfigError(
+                f"{override}: a resumed run keeps its saved config; only {', '.join(RESUME_OVERRIDES)} may change"
+            )
+    cfg = OmegaConf.create(saved["config"])
+    cfg.merge_with_dotlist(list(overrides))
+    cfg.resume = str(run_dir)
+    return cfg
+
+
+def run_info(cfg: DictConfig, info: Any) -> RunInfo:
+    """What checkpoints record besides the states: env sizes, how to rebuild the agent, the resolved config."""
+    agent_cfg = OmegaConf.to_container(cfg.agent, resolve=True)
+    assert isinstance(agent_cfg, dict)
+    kwargs = {k: v for k, v in agent_cfg.items() if k not in ("_target_", "_partial_")}
+    config = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(config, dict)
+    return RunInfo(checkpoint.env_record(cfg.env.id, info), str(agent_cfg["_target_"]), kwargs, config)
+
+
 def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
-    """Build envs, buffer, agent and runner from ``cfg``, train, and return the last epoch's metrics."""
+    """Build envs, buffer, agent and runner from ``cfg``, train (continuing the run ``cfg.resume`` when
+    set), and return the last epoch's metrics plus ``stopped`` (true after Ctrl-C/SIGTERM)."""
     if run_dir is None:
         run_dir = HydraConfig.get().runtime.output_dir
     seed = _build("", validation.non_negative_int, "seed", cfg.seed)
@@ -84,7 +135,20 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     agent = _build(
         "agent", instantiate(cfg.agent), info.obs_dim, info.goal_dim, info.action_dim, info.action_max, device=device
     )
-    logger = MetricsLogger(run_dir, tensorboard=bool(cfg.logger.tensorboard))
+    info_record = run_info(cfg, info)
+    saved = None
+    if cfg.resume is not None:
+        saved = checkpoint.load(checkpoint_path(cfg.resume))
+        checkpoint.check_fits(checkpoint_path(cfg.resume), saved, info_record)
+    checkpointer = _build(
+        "checkpoint", Checkpointer, run_dir, info_record, cfg.checkpoint.every, cfg.checkpoint.save_buffer
+    )
+    stop = GracefulStop()
+    logger = MetricsLogger(
+        run_dir,
+        tensorboard=bool(cfg.logger.tensorboard),
+        resume_step=None if saved is None else int(saved["counters"]["env_steps"]),
+    )
     runner = _build(
         "runner",
         instantiate(cfg.runner),
@@ -96,27 +160,43 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
         seed=seed,
         logger=logger,
         progress=bool(cfg.progress),
+        epoch_end_hooks=[checkpointer.on_epoch_end],
+        stop_requested=stop,
     )
     try:
-        metrics = runner.run()
-        torch.save(
-            {"agent": agent.state_dict(), "config": OmegaConf.to_container(cfg, resolve=True)},
-            Path(run_dir) / "policy.pt",
-        )
+        if saved is not None:
+            checkpointer.best_success = checkpoint.restore(checkpoint_path(cfg.resume), saved, runner)
+            if saved["training"]["buffer"] is None:
+                print("note: the checkpoint holds no replay buffer: it starts empty", file=sys.stderr)
+        else:
+            checkpointer.save_last(runner)  # resumable from the first cycle on
+        with stop:
+            metrics = runner.run()
+            if runner.stopped:
+                checkpointer.save_last(runner)
+            else:
+                checkpointer.save_policy(runner, Path(run_dir) / "policy.pt")
     finally:
         logger.close()
         train_env.close()
         eval_env.close()
-    return metrics
+    return {**metrics, "stopped": runner.stopped}
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
+    run_dir = HydraConfig.get().runtime.output_dir
     try:
-        metrics = train(cfg)
-    except ConfigError as err:
+        if cfg.resume is not None:
+            overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
+            cfg = resume_config(cfg.resume, overrides)
+        metrics = train(cfg, run_dir)
+    except (ConfigError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    if metrics["stopped"]:
+        print(f"stopped; checkpoint saved. Resume with: python scripts/train.py resume={shlex.quote(run_dir)}")
+        return float(metrics.get("eval_success_rate", float("nan")))
     print(
         f"done: epoch {metrics['epoch']} env_steps {metrics['env_steps']} "
         f"eval_success_rate {metrics['eval_success_rate']:.3f} wall {metrics['wall_s']:.1f}s "
@@ -125,5 +205,21 @@ def main(cfg: DictConfig) -> float:
     return float(metrics["eval_success_rate"])
 
 
+def check_resume_argument(argv: Sequence[str]) -> None:
+    """Exit with an error if ``resume=<dir>`` names no run dir with a checkpoint, before Hydra makes the dir."""
+    for arg in argv:
+        if arg.startswith("resume=") and arg not in ("resume=null", "resume="):
+            run_dir = Path(arg.split("=", 1)[1])
+            if not run_dir.is_dir():
+                problem = "no such run dir"
+            elif not checkpoint_path(run_dir).is_file():
+                problem = f"no checkpoint {checkpoint_path(run_dir)} (the run ended before its first one)"
+            else:
+                continue
+            print(f"error: {arg}: {problem}", file=sys.stderr)
+            sys.exit(2)
+
+
 if __name__ == "__main__":
+    check_resume_argument(sys.argv[1:])
     main()
