@@ -14,6 +14,7 @@ import pytest
 from conftest import compose_config
 from train import ConfigError, resume_config, train
 
+from envs import make_vector_env
 from her import checkpoint
 from her.metrics import read_records
 from her.runner import Runner
@@ -145,6 +146,20 @@ def test_sigterm_saves_a_checkpoint_and_exits_0_with_the_resume_command(tmp_path
     assert 0 < saved["counters"]["env_steps"] < 50 * 150
 
 
+def test_async_env_workers_ignore_sigint():
+    """Ctrl-C reaches the whole process group: env workers must leave stopping to the main process."""
+    envs = make_vector_env("PointReach-v0", 2, "async")
+    try:
+        envs.reset(seed=0)
+        for process in envs.processes:
+            os.kill(process.pid, signal.SIGINT)
+        time.sleep(0.2)
+        envs.step(np.zeros((2, 2), np.float32))
+        assert all(p.is_alive() for p in envs.processes)
+    finally:
+        envs.close()
+
+
 # --- the kill test -------------------------------------------------------------------------------
 KILLS = 10
 PAUSE_S = 0.2  # each atomic write pauses this long between writing and renaming (tests/helpers)
@@ -204,6 +219,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
         checkpoints_are_readable(run_dir)
         assert sessions < 30, "no progress"
 
+    print(f"{kills} kills, {kills_in_checkpoint_write} inside a checkpoint write, {sessions} sessions")
     assert kills >= KILLS and kills_in_checkpoint_write >= 4, (kills, kills_in_checkpoint_write)
     checkpoints_are_readable(run_dir)
     assert not list((run_dir / "checkpoints").glob(".*.tmp"))
