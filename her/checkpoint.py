@@ -238,8 +238,10 @@ def _normalize(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def check_fits(path: str | Path, saved: Mapping[str, Any], info: RunInfo) -> None:
-    """Raise ``CheckpointError`` listing every difference in env and agent between ``saved`` and ``info``."""
+def check_resumable(path: str | Path, saved: Mapping[str, Any], info: RunInfo) -> None:
+    """Raise ``CheckpointError`` unless ``saved`` is a training checkpoint whose env and agent are those of
+    ``info``; the message lists every difference."""
+    _require_training(path, saved)
     problems = mismatches(saved["env"], info.env, "env.")
     if saved["agent_class"] != info.agent_class:
         problems.append(f"agent class: {saved['agent_class']!r} in the file, {info.agent_class!r} expected")
@@ -257,11 +259,15 @@ def load_agent_state(path: str | Path, agent: Any, state: dict[str, Any]) -> Non
         raise CheckpointError(path, f"the agent state does not fit the agent: {_brief(err)}") from None
 
 
+def _require_training(path: str | Path, saved: Mapping[str, Any]) -> None:
+    if saved["kind"] != "training" or saved["training"] is None:
+        raise CheckpointError(path, f"is a {saved['kind']} checkpoint: resuming needs a training one ({LAST})")
+
+
 def restore(path: str | Path, saved: Mapping[str, Any], runner: Runner) -> float | None:
     """Load a ``training`` checkpoint into ``runner`` (its agent, buffer, counters, generators) and torch's
     generators; returns the best eval success so far. Without a saved buffer, the buffer starts empty."""
-    if saved["kind"] != "training" or saved["training"] is None:
-        raise CheckpointError(path, f"is a {saved['kind']} checkpoint: resuming needs a training one ({LAST})")
+    _require_training(path, saved)
     training = saved["training"]
     load_agent_state(path, runner.agent, saved["agent"])
     try:

@@ -136,10 +136,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
         "agent", instantiate(cfg.agent), info.obs_dim, info.goal_dim, info.action_dim, info.action_max, device=device
     )
     info_record = run_info(cfg, info)
-    saved = None
-    if cfg.resume is not None:
-        saved = checkpoint.load(checkpoint_path(cfg.resume))
-        checkpoint.check_fits(checkpoint_path(cfg.resume), saved, info_record)
+    resume_path = None if cfg.resume is None else checkpoint_path(cfg.resume)
+    saved = None if resume_path is None else checkpoint.load(resume_path)
+    if resume_path is not None:
+        checkpoint.check_resumable(resume_path, saved, info_record)
     checkpointer = _build(
         "checkpoint", Checkpointer, run_dir, info_record, cfg.checkpoint.every, cfg.checkpoint.save_buffer
     )
@@ -164,12 +164,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
         stop_requested=stop,
     )
     try:
-        if saved is not None:
-            checkpointer.best_success = checkpoint.restore(checkpoint_path(cfg.resume), saved, runner)
-            if saved["training"]["buffer"] is None:
-                print("note: the checkpoint holds no replay buffer: it starts empty", file=sys.stderr)
-        else:
-            checkpointer.save_last(runner)  # resumable from the first cycle on
+        start_or_resume(runner, checkpointer, resume_path, saved)
         with stop:
             metrics = runner.run()
             if runner.stopped:
@@ -181,6 +176,17 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
         train_env.close()
         eval_env.close()
     return {**metrics, "stopped": runner.stopped}
+
+
+def start_or_resume(runner: Any, checkpointer: Checkpointer, path: Path | None, saved: dict | None) -> None:
+    """Load the checkpoint ``saved`` (read from ``path``) into ``runner``, or, for a new run, write its
+    first checkpoint so that it can be resumed from its first cycle on."""
+    if path is None or saved is None:
+        checkpointer.save_last(runner)
+        return
+    checkpointer.best_success = checkpoint.restore(path, saved, runner)
+    if saved["training"]["buffer"] is None:
+        print(f"note: {path} holds no replay buffer (checkpoint.save_buffer=false): it starts empty", file=sys.stderr)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

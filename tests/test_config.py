@@ -20,7 +20,7 @@ def options(group: str) -> list[str]:
 
 
 def test_every_group_has_options():
-    for group in ("env", "agent", "buffer", "runner", "logger", "hydra"):
+    for group in ("env", "agent", "buffer", "runner", "logger", "checkpoint", "hydra"):
         assert options(group), group
 
 
