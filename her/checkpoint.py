@@ -1,7 +1,8 @@
 """Checkpoints that a kill at any moment leaves readable, and that resume a run exactly.
 
-A checkpoint file is ``torch.save({"format", "version", "sha256", "payload"})`` where ``payload`` is the
-``torch.save`` bytes of the content and ``sha256`` its digest: a truncated or damaged file is reported,
+A checkpoint file is ``torch.save({"format", "version", "sha256", "payload"})`` where ``payload`` holds the
+``torch.save`` bytes of the content (as a uint8 tensor: pickled ``bytes`` would grow by half) and ``sha256``
+their digest: a truncated or damaged file is reported,
 never half-loaded. Both layers load with ``weights_only=True`` (no pickled code runs). Files are written
 to a temporary name, synced, then renamed over the old one (``os.replace``), so the previous checkpoint
 stays whole until the new one is complete.
@@ -111,8 +112,19 @@ def remove_stale_temp_files(directory: str | Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def bytes_tensor(data: bytes) -> torch.Tensor:
+    """``[len(data)]`` uint8 tensor of ``data``: stored as is by ``torch.save``."""
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+def tensor_bytes(tensor: torch.Tensor) -> bytes:
+    return tensor.numpy().tobytes()
+
+
 def _plain(obj: Any) -> Any:
-    """``obj`` with NumPy arrays as tensors and NumPy scalars as Python numbers (weights-only loadable)."""
+    """``obj`` with NumPy arrays as tensors, NumPy scalars as Python numbers and bytes as uint8 tensors."""
+    if isinstance(obj, bytes):
+        return bytes_tensor(obj)
     if isinstance(obj, np.ndarray):
         return torch.from_numpy(np.array(obj))
     if isinstance(obj, np.generic):
@@ -133,9 +145,8 @@ def _to_bytes(obj: Any) -> bytes:
 def save(path: str | Path, content: Mapping[str, Any]) -> int:
     """Write ``content`` atomically with its checksum; returns the file size in bytes."""
     payload = _to_bytes(_plain(content))
-    data = _to_bytes(
-        {"format": FORMAT, "version": VERSION, "sha256": hashlib.sha256(payload).hexdigest(), "payload": payload}
-    )
+    digest = hashlib.sha256(payload).hexdigest()
+    data = _to_bytes({"format": FORMAT, "version": VERSION, "sha256": digest, "payload": bytes_tensor(payload)})
     write_atomic(path, data)
     return len(data)
 
@@ -154,7 +165,8 @@ def load(path: str | Path) -> dict[str, Any]:
     if outer.get("version") != VERSION:
         raise CheckpointError(path, f"format version {outer.get('version')!r}, this code reads version {VERSION}")
     payload = outer.get("payload")
-    if not isinstance(payload, bytes) or hashlib.sha256(payload).hexdigest() != outer.get("sha256"):
+    payload = tensor_bytes(payload) if isinstance(payload, torch.Tensor) and payload.dtype == torch.uint8 else b""
+    if hashlib.sha256(payload).hexdigest() != outer.get("sha256"):
         raise CheckpointError(path, "corrupt: the content does not match its sha256 checksum")
     content = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     missing = [k for k in CONTENT_KEYS if k not in content]
@@ -187,7 +199,10 @@ def pack_arrays(arrays: Mapping[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
-def unpack_arrays(data: bytes) -> dict[str, np.ndarray]:
+def unpack_arrays(data: bytes | torch.Tensor) -> dict[str, np.ndarray]:
+    """The arrays of ``pack_arrays`` bytes (or of their uint8 tensor, as loaded from a checkpoint)."""
+    if isinstance(data, torch.Tensor):
+        data = tensor_bytes(data)
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         return {name: npz[name] for name in npz.files}
 

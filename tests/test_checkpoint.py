@@ -70,7 +70,7 @@ def test_last_is_written_every_n_epochs_and_at_the_end(tmp_path, monkeypatch):
     "damage, expected",
     [
         (lambda b: b[: len(b) // 2], "unreadable, not a complete checkpoint file"),
-        (lambda b: b[: len(b) // 2] + bytes([b[len(b) // 2] ^ 0xFF]) + b[len(b) // 2 + 1 :], "(unreadable|corrupt)"),
+        (lambda b: b[: len(b) // 2] + bytes([b[len(b) // 2] ^ 0xFF]) + b[len(b) // 2 + 1 :], "corrupt"),
         (lambda b: b"not a checkpoint", "unreadable"),
     ],
     ids=["truncated", "bit-flip", "garbage"],
@@ -86,9 +86,9 @@ def test_a_damaged_file_is_reported_with_its_name(run_dir, tmp_path, damage, exp
 
 def test_content_that_does_not_match_its_checksum_is_refused(run_dir, tmp_path):
     outer = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
-    payload = bytearray(outer["payload"])
+    payload = outer["payload"].clone()
     payload[len(payload) // 2] ^= 0x01
-    torch.save({**outer, "payload": bytes(payload)}, tmp_path / "flipped.pt")
+    torch.save({**outer, "payload": payload}, tmp_path / "flipped.pt")
     with pytest.raises(CheckpointError, match="flipped.pt: corrupt: the content does not match its sha256 checksum"):
         checkpoint.load(tmp_path / "flipped.pt")
 
