@@ -236,6 +236,37 @@ class Runner:
             "buffer_transitions": self.buffer.n_transitions,
         }
 
+    def _run_cycles(self, bar: tqdm) -> bool:
+        """The remaining cycles of the epoch in progress; false if a stop was requested after one of them."""
+        p = self.partial
+        while p.cycles < self.cycles_per_epoch:
+            cycle_start = time.perf_counter()
+            rollout, cycle_stats, collect_s, update_s = self.train_cycle()
+            p.cycles += 1
+            self.updates += len(cycle_stats)
+            p.successes.extend(rollout.success.tolist())
+            p.stats.extend(cycle_stats)
+            p.collect_s, p.update_s = p.collect_s + collect_s, p.update_s + update_s
+            p.elapsed_s += time.perf_counter() - cycle_start
+            bar.update(1)
+            if self._should_stop():
+                return False
+        return True
+
+    def _end_epoch(self) -> dict[str, Any]:
+        """Evaluate, log the epoch's record, start the next epoch, call the hooks; returns the record."""
+        eval_start = time.perf_counter()
+        evaluation = self.evaluate()
+        record = self._epoch_record(self.partial, evaluation, time.perf_counter() - eval_start)
+        self.epoch += 1
+        self.partial = EpochProgress(steps_before=self.env_steps)
+        self.last_record = record
+        if self.logger is not None:
+            self.logger.log_epoch(record)
+        for hook in self.epoch_end_hooks:
+            hook(self, record)
+        return record
+
     def run(self) -> dict[str, Any]:
         """Train until ``epochs`` epochs are done (continuing a loaded state) or a stop is requested.
 
@@ -246,30 +277,8 @@ class Runner:
         done = min(self.epoch * self.cycles_per_epoch + self.partial.cycles, total)
         bar = tqdm(total=total, initial=done, disable=not self.progress, desc="train", unit="cycle")
         try:
-            while self.epoch < self.epochs:
-                p = self.partial
-                while p.cycles < self.cycles_per_epoch:
-                    cycle_start = time.perf_counter()
-                    rollout, cycle_stats, collect_s, update_s = self.train_cycle()
-                    p.cycles += 1
-                    self.updates += len(cycle_stats)
-                    p.successes.extend(rollout.success.tolist())
-                    p.stats.extend(cycle_stats)
-                    p.collect_s, p.update_s = p.collect_s + collect_s, p.update_s + update_s
-                    p.elapsed_s += time.perf_counter() - cycle_start
-                    bar.update(1)
-                    if self._should_stop():
-                        return self.last_record
-                eval_start = time.perf_counter()
-                evaluation = self.evaluate()
-                record = self._epoch_record(p, evaluation, time.perf_counter() - eval_start)
-                self.epoch += 1
-                self.partial = EpochProgress(steps_before=self.env_steps)
-                self.last_record = record
-                if self.logger is not None:
-                    self.logger.log_epoch(record)
-                for hook in self.epoch_end_hooks:
-                    hook(self, record)
+            while self.epoch < self.epochs and self._run_cycles(bar):
+                record = self._end_epoch()
                 bar.set_postfix(
                     eval_success=f"{record['eval_success_rate']:.2f}",
                     train_success=f"{record['train_success_rate']:.2f}",
