@@ -1,11 +1,10 @@
 """Checkpoints that a kill at any moment leaves readable, and that resume a run exactly.
 
-A checkpoint file is ``torch.save({"format", "version", "sha256", "payload"})`` where ``payload`` holds the
-``torch.save`` bytes of the content (as a uint8 tensor: pickled ``bytes`` would grow by half) and ``sha256``
-their digest: a truncated or damaged file is reported,
-never half-loaded. Both layers load with ``weights_only=True`` (no pickled code runs). Files are written
-to a temporary name, synced, then renamed over the old one (``os.replace``), so the previous checkpoint
-stays whole until the new one is complete.
+A checkpoint file is ``torch.save({"format", "version", "sha256", "payload"})``: ``payload`` holds the
+``torch.save`` bytes of the content (as a uint8 tensor: pickled ``bytes`` would grow by half) and
+``sha256`` their digest, so a truncated or damaged file is reported, never half-loaded. Both layers load
+with ``weights_only=True`` (no pickled code runs). Files are written to a temporary name, synced, then
+renamed over the old one (``os.replace``): the previous checkpoint stays whole until the new one is.
 
 The content: ``kind`` (``training``: resumable; ``policy``: agent only), ``env`` (id and sizes),
 ``agent_class`` and ``agent_kwargs`` (what rebuilds the agent), ``agent`` (its ``state_dict``), ``config``
