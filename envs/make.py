@@ -5,6 +5,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -95,5 +98,20 @@ def make_vector_env(env_id: str, num_envs: int = 1, vectorization: str = "sync")
     make_env(env_id).close()  # fail here, with a clear message, rather than inside a worker
     fns = [functools.partial(make_env, env_id)] * num_envs
     if vectorization == "async":
-        return gym.vector.AsyncVectorEnv(fns, shared_memory=True, copy=False)
+        with _sigint_ignored():
+            return gym.vector.AsyncVectorEnv(fns, shared_memory=True, copy=False)
     return gym.vector.SyncVectorEnv(fns, copy=False)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Processes started inside inherit an ignored SIGINT: Ctrl-C, which a terminal sends to the whole
+    process group, then reaches only the main process, which stops at a safe point (her.signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -15,14 +15,25 @@ class PointReachEnv(gym.Env):
     Observation dict: ``observation`` = position ``[2]``, ``achieved_goal`` = position ``[2]``,
     ``desired_goal`` ``[2]``. Reward ``0`` within ``distance_threshold`` of the goal, else ``-1``
     (the Fetch convention); ``info["is_success"]`` is 1.0 then. Episodes never terminate early: the
-    ``TimeLimit`` of the registration (50 steps) truncates them.
+    ``TimeLimit`` of the registration (50 steps) truncates them. ``render_mode="rgb_array"`` draws a
+    top view (``render_size`` pixels square).
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 25}
 
-    def __init__(self, distance_threshold: float = 0.1, step_size: float = 0.2) -> None:
+    def __init__(
+        self,
+        distance_threshold: float = 0.1,
+        step_size: float = 0.2,
+        render_mode: str | None = None,
+        render_size: int = 128,
+    ) -> None:
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode={render_mode!r} is invalid: expected None or 'rgb_array'")
         self.distance_threshold = distance_threshold
         self.step_size = step_size
+        self.render_mode = render_mode
+        self.render_size = render_size
         box = spaces.Box(-1.5, 1.5, (2,), np.float32)
         self.observation_space = spaces.Dict({"observation": box, "achieved_goal": box, "desired_goal": box})
         self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
@@ -48,3 +59,18 @@ class PointReachEnv(gym.Env):
         self._pos = np.clip(self._pos + self.step_size * a, -1.5, 1.5).astype(np.float32)
         reward = float(self.compute_reward(self._pos, self._goal, None))
         return self._obs(), reward, False, False, {"is_success": float(reward == 0.0)}
+
+    def render(self) -> np.ndarray | None:
+        """``[size, size, 3]`` uint8 top view of ``[-1.5, 1.5]^2``: the goal region (green, radius
+        ``distance_threshold``) and the point (blue); ``None`` unless ``render_mode="rgb_array"``."""
+        if self.render_mode != "rgb_array":
+            return None
+        centers = (np.arange(self.render_size) + 0.5) / self.render_size * 3.0 - 1.5
+        x, y = np.meshgrid(centers, -centers)  # image rows go down, y goes up
+        image = np.full((self.render_size, self.render_size, 3), 255, np.uint8)
+        for center, radius, color in (
+            (self._goal, self.distance_threshold, (40, 160, 40)),
+            (self._pos, 0.05, (30, 60, 200)),
+        ):
+            image[(x - center[0]) ** 2 + (y - center[1]) ** 2 <= radius**2] = color
+        return image

@@ -272,3 +272,10 @@ class HerReplayBuffer:
         return sample_her_transitions(
             self.storage.stored(), batch_size, self.strategy, self.relabel_p, self.reward_fn, rng
         )
+
+    def state_dict(self) -> dict[str, object]:
+        """The stored episodes (``data``: ``name -> [n_episodes, slots, dim]``) and write position."""
+        return self.storage.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, object]) -> None:
+        self.storage.load_state_dict(state)

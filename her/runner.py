@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import gymnasium as gym
@@ -16,6 +16,7 @@ from her import validation
 from her.distributed import Distributed
 from her.metrics import MetricsLogger
 from her.relabel import HerReplayBuffer, Transitions, sample_her_transitions
+from her.rng import env_rng_states, generator_from_state, generator_state, set_env_rng_states
 from her.transfer import BatchToDevice
 
 
@@ -30,6 +31,8 @@ class Agent(Protocol):
     def update_normalizers(self, obs: np.ndarray, goal: np.ndarray) -> None: ...
     def update(self, batch: Transitions) -> dict[str, float]: ...
     def update_targets(self) -> None: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 @dataclass
@@ -82,6 +85,26 @@ def collect_episodes(
     )
 
 
+@dataclass
+class EpochProgress:
+    """What the epoch in progress has gathered: kept in checkpoints, so a stop mid-epoch resumes exactly.
+
+    ``successes``: final-step success of each training episode so far; ``stats``: one dict per update;
+    ``elapsed_s``: wall time of the cycles so far.
+    """
+
+    steps_before: int = 0
+    cycles: int = 0
+    successes: list[float] = field(default_factory=list)
+    stats: list[dict[str, float]] = field(default_factory=list)
+    collect_s: float = 0.0
+    update_s: float = 0.0
+    elapsed_s: float = 0.0
+
+
+EpochEndHook = Callable[["Runner", dict[str, Any]], None]
+
+
 class Runner:
     """Trains ``agent`` from ``train_env`` experience stored in ``buffer``; evaluates on ``eval_env``.
 
@@ -97,6 +120,9 @@ class Runner:
         progress: show a progress bar.
         distributed: this process's rank in a data-parallel job; each epoch's metrics are combined over ranks
             (``Distributed.reduce_record``) and the replicas checked for equality. ``None``: one process.
+        epoch_end_hooks: called as ``hook(runner, record)`` after each epoch is logged (checkpoints).
+        stop_requested: polled after every cycle and epoch; when it returns true, ``run`` returns early
+            with ``stopped`` set, and ``state_dict`` holds everything needed to continue.
     """
 
     def __init__(
@@ -117,6 +143,8 @@ class Runner:
         logger: MetricsLogger | None = None,
         progress: bool = True,
         distributed: Distributed | None = None,
+        epoch_end_hooks: list[EpochEndHook] | None = None,
+        stop_requested: Callable[[], bool] | None = None,
     ) -> None:
         self.agent, self.buffer, self.train_env, self.eval_env = agent, buffer, train_env, eval_env
         self.horizon = validation.positive_int("horizon", horizon)
@@ -137,8 +165,16 @@ class Runner:
         self.logger = logger
         self.progress = progress
         self.distributed = distributed if distributed is not None else Distributed()
+        self.epoch_end_hooks = list(epoch_end_hooks or [])
+        self.stop_requested = stop_requested
         self.env_steps = 0  # this rank's; metrics report all ranks' (reduce_record)
+        self.updates = 0
         self.epoch = 0
+        self.partial = EpochProgress()
+        self.last_record: dict[str, Any] = {}
+        self.stopped = False
+        self._wall_s_before = 0.0  # training wall time of earlier sessions of this run (resume)
+        self._start: float | None = None
 
     def _explore(self, obs: np.ndarray, goal: np.ndarray) -> np.ndarray:
         return self.agent.act(obs, goal, explore=True, rng=self.rng)
@@ -193,52 +229,117 @@ class Runner:
             self.seed + 100_000 if self.epoch == 0 else None,
         )
 
+    def wall_s(self) -> float:
+        """Training wall time of this run so far, over all sessions."""
+        return self._wall_s_before + (time.perf_counter() - self._start if self._start is not None else 0.0)
+
+    def _should_stop(self) -> bool:
+        self.stopped = self.stop_requested is not None and self.stop_requested()
+        return self.stopped
+
+    def _epoch_record(self, p: EpochProgress, evaluation: Rollout, eval_s: float) -> dict[str, Any]:
+        """The metrics.jsonl line of the epoch that ``p`` gathered and ``evaluation`` ended."""
+        return {
+            "epoch": self.epoch,
+            "env_steps": self.env_steps,
+            "updates": self.updates,
+            "wall_s": self.wall_s(),
+            "eval_success_rate": float(evaluation.success.mean()),
+            "eval_mean_return": float(evaluation.ret.mean()),
+            "train_success_rate": float(np.mean(p.successes)),
+            **{k: float(np.mean([s[k] for s in p.stats])) for k in (p.stats[0] if p.stats else {})},
+            "env_steps_per_s": (self.env_steps - p.steps_before) / (p.elapsed_s + eval_s),
+            "updates_per_s": len(p.stats) / p.update_s if p.update_s > 0 else None,
+            "collect_s": p.collect_s,
+            "update_s": p.update_s,
+            "eval_s": eval_s,
+            "buffer_transitions": self.buffer.n_transitions,
+        }
+
+    def _run_cycles(self, bar: tqdm) -> bool:
+        """The remaining cycles of the epoch in progress; false if a stop was requested after one of them."""
+        p = self.partial
+        while p.cycles < self.cycles_per_epoch:
+            cycle_start = time.perf_counter()
+            rollout, cycle_stats, collect_s, update_s = self.train_cycle()
+            p.cycles += 1
+            self.updates += len(cycle_stats)
+            p.successes.extend(rollout.success.tolist())
+            p.stats.extend(cycle_stats)
+            p.collect_s, p.update_s = p.collect_s + collect_s, p.update_s + update_s
+            p.elapsed_s += time.perf_counter() - cycle_start
+            bar.update(1)
+            if self._should_stop():
+                return False
+        return True
+
+    def _end_epoch(self) -> dict[str, Any]:
+        """Evaluate, log the epoch's record, start the next epoch, call the hooks; returns the record."""
+        eval_start = time.perf_counter()
+        evaluation = self.evaluate()
+        record = self._epoch_record(self.partial, evaluation, time.perf_counter() - eval_start)
+        record = self.distributed.reduce_record(record)
+        self.distributed.periodic_check(self.epoch)
+        self.epoch += 1
+        self.partial = EpochProgress(steps_before=self.env_steps)
+        self.last_record = record
+        if self.logger is not None:
+            self.logger.log_epoch(record)
+        for hook in self.epoch_end_hooks:
+            hook(self, record)
+        return record
+
     def run(self) -> dict[str, Any]:
-        """Train for ``epochs``; returns the last epoch's metrics (the same record as in metrics.jsonl)."""
-        start = time.perf_counter()
-        record: dict[str, Any] = {}
-        bar = tqdm(total=self.epochs * self.cycles_per_epoch, disable=not self.progress, desc="train", unit="cycle")
+        """Train until ``epochs`` epochs are done (continuing a loaded state) or a stop is requested.
+
+        Returns the last finished epoch's metrics (the same record as in metrics.jsonl; ``{}`` before the first).
+        """
+        self._start = time.perf_counter()
+        total = self.epochs * self.cycles_per_epoch
+        done = min(self.epoch * self.cycles_per_epoch + self.partial.cycles, total)
+        bar = tqdm(total=total, initial=done, disable=not self.progress, desc="train", unit="cycle")
         try:
-            while self.epoch < self.epochs:
-                epoch_start, steps_before = time.perf_counter(), self.env_steps
-                successes, stats, collect_s, update_s = [], [], 0.0, 0.0
-                for _ in range(self.cycles_per_epoch):
-                    rollout, cycle_stats, c_s, u_s = self.train_cycle()
-                    successes.append(rollout.success)
-                    stats.extend(cycle_stats)
-                    collect_s, update_s = collect_s + c_s, update_s + u_s
-                    bar.update(1)
-                eval_start = time.perf_counter()
-                evaluation = self.evaluate()
-                now = time.perf_counter()
-                record = {
-                    "epoch": self.epoch,
-                    "env_steps": self.env_steps,
-                    "updates": (self.epoch + 1) * self.cycles_per_epoch * self.updates_per_cycle,
-                    "wall_s": now - start,
-                    "eval_success_rate": float(evaluation.success.mean()),
-                    "eval_mean_return": float(evaluation.ret.mean()),
-                    "train_success_rate": float(np.concatenate(successes).mean()),
-                    **{k: float(np.mean([s[k] for s in stats])) for k in (stats[0] if stats else {})},
-                    "env_steps_per_s": (self.env_steps - steps_before) / (now - epoch_start),
-                    "updates_per_s": len(stats) / update_s if update_s > 0 else None,
-                    "collect_s": collect_s,
-                    "update_s": update_s,
-                    "eval_s": now - eval_start,
-                    "buffer_transitions": self.buffer.n_transitions,
-                }
-                record = self.distributed.reduce_record(record)
-                self.distributed.periodic_check(self.epoch)
-                self.epoch += 1
-                if self.logger is not None:
-                    self.logger.log_epoch(record)
+            while self.epoch < self.epochs and self._run_cycles(bar):
+                record = self._end_epoch()
                 bar.set_postfix(
                     eval_success=f"{record['eval_success_rate']:.2f}",
                     train_success=f"{record['train_success_rate']:.2f}",
                 )
+                if self.epoch < self.epochs and self._should_stop():
+                    break
         finally:
             bar.close()
-        return record
+            self._wall_s_before, self._start = self.wall_s(), None
+        return self.last_record
+
+    # --- persistence ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Counters, generator states (runner, train and eval envs) and the epoch in progress.
+
+        The agent and the buffer have their own ``state_dict``; together these resume the run exactly.
+        """
+        return {
+            "epoch": self.epoch,
+            "env_steps": self.env_steps,
+            "updates": self.updates,
+            "wall_s": self.wall_s(),
+            "rng": generator_state(self.rng),
+            "train_env_rng": env_rng_states(self.train_env),
+            "eval_env_rng": env_rng_states(self.eval_env),
+            "partial_epoch": asdict(self.partial),
+            "last_record": dict(self.last_record),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.epoch = int(state["epoch"])
+        self.env_steps = int(state["env_steps"])
+        self.updates = int(state["updates"])
+        self._wall_s_before = float(state["wall_s"])
+        self.rng = generator_from_state(state["rng"])
+        set_env_rng_states(self.train_env, state["train_env_rng"])
+        set_env_rng_states(self.eval_env, state["eval_env_rng"])
+        self.partial = EpochProgress(**state["partial_epoch"])
+        self.last_record = dict(state["last_record"])
 
     def close(self) -> None:
         """Close the logger, the envs and the process group (if any)."""

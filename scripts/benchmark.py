@@ -64,7 +64,7 @@ def raw_env_rate(env_id: str, steps: int, seed: int = 0) -> float:
 def collection_rate(cfg: DictConfig, episodes: int, n: int) -> tuple[float, float, float, Any]:
     """Runner collection and learning rates. Returns (collect steps/s, runner updates/s,
     isolated updates/s, runner): ``episodes`` collected episodes and ``n`` updates timed."""
-    runner = build_runner(cfg, run_dir=None)
+    runner, _ = build_runner(cfg, run_dir=None)
     runner.progress = False
     runner.episodes_per_cycle = runner.train_env.num_envs * max(1, episodes // runner.train_env.num_envs)
     runner.collect()  # warm-up: first reset, first stores

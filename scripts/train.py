@@ -7,8 +7,10 @@ objects. ``train(cfg)`` returns the final epoch's metrics; ``main`` returns the 
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +21,29 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from envs import env_info, make_env, make_vector_env
-from her import validation
+from envs import EnvInfo, env_info, make_env, make_vector_env
+from her import checkpoint, validation
+from her.checkpoint import Checkpointer, CheckpointError, RunInfo
 from her.distributed import launched_by_torchrun, rank_seed
 from her.metrics import MetricsLogger
 from her.runner import Runner
+from her.signals import GracefulStop
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+# What a resumed run may change; everything else comes from the config saved in its checkpoint.
+RESUME_OVERRIDES = (
+    "runner.epochs",
+    "progress",
+    "torch_threads",
+    "device",
+    "checkpoint.every",
+    "checkpoint.save_buffer",
+)
+
+# configs/hydra/default.yaml: a resumed run writes into its own dir and keeps its .hydra/ (original config).
+OmegaConf.register_new_resolver(
+    "if_resume", lambda resume, then, otherwise: otherwise if resume is None else then, replace=True
+)
 
 
 class ConfigError(Exception):
@@ -62,10 +80,42 @@ def torch_threads(requested: int | None, num_envs: int, vectorization: str, proc
     return max(1, (os.cpu_count() or 1) // processes - workers)
 
 
-def build_runner(cfg: DictConfig, run_dir: Path | None) -> Runner:
+def checkpoint_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / checkpoint.CHECKPOINT_DIR / checkpoint.LAST
+
+
+def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
+    """The config saved in ``run_dir``'s last checkpoint, with ``resume=run_dir`` and ``overrides``
+    (``key=value``, keys from ``RESUME_OVERRIDES`` only)."""
+    if not Path(run_dir).is_dir():
+        raise ConfigError(f"resume={run_dir}: no such run dir")
+    saved = checkpoint.load(checkpoint_path(run_dir))
+    for override in overrides:
+        key = override.split("=", 1)[0]
+        if key not in RESUME_OVERRIDES:
+            raise ConfigError(
+                f"{override}: a resumed run keeps its saved config; only {', '.join(RESUME_OVERRIDES)} may change"
+            )
+    cfg = OmegaConf.create(saved["config"])
+    cfg.merge_with_dotlist(list(overrides))
+    cfg.resume = str(run_dir)
+    return cfg
+
+
+def run_info(cfg: DictConfig, info: Any) -> RunInfo:
+    """What checkpoints record besides the states: env sizes, how to rebuild the agent, the resolved config."""
+    agent_cfg = OmegaConf.to_container(cfg.agent, resolve=True)
+    assert isinstance(agent_cfg, dict)
+    kwargs = {k: v for k, v in agent_cfg.items() if k not in ("_target_", "_partial_")}
+    config = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(config, dict)
+    return RunInfo(checkpoint.env_record(cfg.env.id, info), str(agent_cfg["_target_"]), kwargs, config)
+
+
+def build_runner(cfg: DictConfig, run_dir: Path | None, resume_step: int | None = None) -> tuple[Runner, EnvInfo]:
     """Envs, buffer, agent and runner from ``cfg`` (also sets torch threads and the torch seed).
 
-    Metrics go to ``run_dir`` (on rank 0 only); ``None``: nowhere."""
+    Metrics go to ``run_dir`` (on rank 0 only; ``None``: nowhere), continuing TensorBoard at ``resume_step``."""
     seed = _build("", validation.non_negative_int, "seed", cfg.seed)
     distributed = _build("distributed", instantiate(cfg.distributed), _build("", resolve_device, cfg.device))
     device = distributed.device  # under torchrun with cuda: this rank's GPU
@@ -94,10 +144,9 @@ def build_runner(cfg: DictConfig, run_dir: Path | None) -> Runner:
     )
     distributed.attach(agent)
     # Only rank 0 writes files and shows progress; every rank trains on its own envs and buffer.
-    logger = (
-        MetricsLogger(run_dir, bool(cfg.logger.tensorboard)) if run_dir is not None and distributed.is_main else None
-    )
-    return _build(
+    writes = run_dir is not None and distributed.is_main
+    logger = MetricsLogger(run_dir, bool(cfg.logger.tensorboard), resume_step=resume_step) if writes else None
+    runner = _build(
         "runner",
         instantiate(cfg.runner),
         agent,
@@ -111,23 +160,56 @@ def build_runner(cfg: DictConfig, run_dir: Path | None) -> Runner:
         progress=bool(cfg.progress) and distributed.is_main,
         distributed=distributed,
     )
+    return runner, info
 
 
 def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
-    """Build everything from ``cfg``, train, save the policy, and return the last epoch's metrics."""
+    """Build everything from ``cfg``, train (continuing the run ``cfg.resume`` when set), save the policy,
+    and return the last epoch's metrics plus ``stopped`` (true after Ctrl-C/SIGTERM)."""
     if run_dir is None:
         run_dir = HydraConfig.get().runtime.output_dir
-    runner = build_runner(cfg, Path(run_dir))
+    resume_path = None if cfg.resume is None else checkpoint_path(cfg.resume)
+    saved = None if resume_path is None else checkpoint.load(resume_path)
+    resume_step = None if saved is None else int(saved["counters"]["env_steps"])
+    runner, info = build_runner(cfg, Path(run_dir), resume_step)
     try:
-        metrics = runner.run()
+        info_record = run_info(cfg, info)
+        if resume_path is not None:
+            checkpoint.check_resumable(resume_path, saved, info_record)
+        checkpointer = None
         if runner.distributed.is_main:
-            torch.save(
-                {"agent": runner.agent.state_dict(), "config": OmegaConf.to_container(cfg, resolve=True)},
-                Path(run_dir) / "policy.pt",
+            checkpointer = _build(
+                "checkpoint", Checkpointer, run_dir, info_record, cfg.checkpoint.every, cfg.checkpoint.save_buffer
             )
+            runner.epoch_end_hooks.append(checkpointer.on_epoch_end)
+        stop = GracefulStop()
+        runner.stop_requested = stop
+        start_or_resume(runner, checkpointer, resume_path, saved)
+        with stop:
+            metrics = runner.run()
+            if checkpointer is not None:
+                if runner.stopped:
+                    checkpointer.save_last(runner)
+                else:
+                    checkpointer.save_policy(runner, Path(run_dir) / "policy.pt")
     finally:
         runner.close()
-    return metrics
+    return {**metrics, "stopped": runner.stopped}
+
+
+def start_or_resume(runner: Runner, checkpointer: Checkpointer | None, path: Path | None, saved: dict | None) -> None:
+    """Load the checkpoint ``saved`` (read from ``path``) into ``runner``, or, for a new run, write its
+    first checkpoint so that it can be resumed from its first cycle on. ``checkpointer`` is ``None`` on
+    ranks > 0, which load the same checkpoint but write none."""
+    if path is None or saved is None:
+        if checkpointer is not None:
+            checkpointer.save_last(runner)
+        return
+    best = checkpoint.restore(path, saved, runner)
+    if checkpointer is not None:
+        checkpointer.best_success = best
+    if saved["training"]["buffer"] is None:
+        print(f"note: {path} holds no replay buffer (checkpoint.save_buffer=false): it starts empty", file=sys.stderr)
 
 
 def other_rank_overrides(environ: dict[str, str]) -> list[str]:
@@ -142,23 +224,45 @@ def other_rank_overrides(environ: dict[str, str]) -> list[str]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
+    run_dir = HydraConfig.get().runtime.output_dir
     try:
         if launched_by_torchrun() and HydraConfig.get().mode == RunMode.MULTIRUN:
             raise ConfigError("torchrun runs one training on several ranks: start sweeps (-m) without torchrun")
-        metrics = train(cfg)
-    except ConfigError as err:
+        if cfg.resume is not None:
+            overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
+            cfg = resume_config(cfg.resume, overrides)
+        metrics = train(cfg, run_dir)
+    except (ConfigError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     if int(os.environ.get("RANK", "0")) != 0:  # rank 0 reports
-        return float(metrics["eval_success_rate"])
+        return float(metrics.get("eval_success_rate", float("nan")))
+    if metrics["stopped"]:
+        print(f"stopped; checkpoint saved. Resume with: python scripts/train.py resume={shlex.quote(run_dir)}")
+        return float(metrics.get("eval_success_rate", float("nan")))
     print(
         f"done: epoch {metrics['epoch']} env_steps {metrics['env_steps']} "
-        f"eval_success_rate {metrics['eval_success_rate']:.3f} wall {metrics['wall_s']:.1f}s "
-        f"-> {HydraConfig.get().runtime.output_dir}"
+        f"eval_success_rate {metrics['eval_success_rate']:.3f} wall {metrics['wall_s']:.1f}s -> {run_dir}"
     )
     return float(metrics["eval_success_rate"])
 
 
+def check_resume_argument(argv: Sequence[str]) -> None:
+    """Exit with an error if ``resume=<dir>`` names no run dir with a checkpoint, before Hydra makes the dir."""
+    for arg in argv:
+        if arg.startswith("resume=") and arg not in ("resume=null", "resume="):
+            run_dir = Path(arg.split("=", 1)[1])
+            if not run_dir.is_dir():
+                problem = "no such run dir"
+            elif not checkpoint_path(run_dir).is_file():
+                problem = f"no checkpoint {checkpoint_path(run_dir)} (the run ended before its first one)"
+            else:
+                continue
+            print(f"error: {arg}: {problem}", file=sys.stderr)
+            sys.exit(2)
+
+
 if __name__ == "__main__":
+    check_resume_argument(sys.argv[1:])
     sys.argv += other_rank_overrides(dict(os.environ))
     main()

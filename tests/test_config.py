@@ -23,7 +23,7 @@ def options(group: str) -> list[str]:
 
 
 def test_every_group_has_options():
-    for group in ("env", "agent", "buffer", "runner", "logger", "distributed", "hydra", "hparams_search"):
+    for group in ("env", "agent", "buffer", "runner", "logger", "distributed", "checkpoint", "hydra", "hparams_search"):
         assert options(group), group
 
 

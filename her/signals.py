@@ -1,0 +1,48 @@
+"""Ctrl-C / SIGTERM as a request to stop at the next safe point instead of an exception mid-update."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+
+class GracefulStop:
+    """While entered, the first SIGINT or SIGTERM sets ``requested`` (the runner stops after the current
+    cycle); a second SIGINT raises ``KeyboardInterrupt`` as usual. Calling the object returns ``requested``.
+
+    Handlers can only be installed from the main thread; elsewhere the object does nothing.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        if not self.requested:
+            print(
+                f"\n{signal.Signals(signum).name}: stopping after this cycle to save a checkpoint "
+                "(Ctrl-C again aborts)",
+                file=sys.stderr,
+                flush=True,
+            )
+        self.requested = True
+
+    def __enter__(self) -> GracefulStop:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}

@@ -1,0 +1,129 @@
+"""Evaluate a trained policy: ``python scripts/evaluate.py policy=<run dir or .pt> [episodes=100] [video=true]``.
+
+Runs deterministic episodes (no exploration noise), prints the success rate and mean return, and writes
+them as JSON next to the run; ``video=true`` also renders episodes headless to an mp4 there. Options:
+configs/evaluate.yaml.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+if "DISPLAY" not in os.environ:  # before MuJoCo loads: render offscreen without a display
+    os.environ.setdefault("MUJOCO_GL", "egl")
+
+import hydra  # noqa: E402
+import numpy as np  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from train import CONFIG_DIR, ConfigError, resolve_device  # noqa: E402
+
+from agents.policy import Policy, load_policy  # noqa: E402
+from envs import env_info, make_env, make_vector_env  # noqa: E402
+from her import checkpoint, validation  # noqa: E402
+from her.checkpoint import CheckpointError  # noqa: E402
+from her.evaluation import render_episodes, write_video  # noqa: E402
+from her.runner import collect_episodes  # noqa: E402
+
+
+def option(check: Any, name: str, value: Any, *args: Any) -> Any:
+    """``check(name, value, *args)`` with a failure reported as a ``ConfigError`` naming ``name``."""
+    try:
+        return check(name, value, *args)
+    except validation.OptionError as err:
+        raise ConfigError(f"{name}={err.value!r} is invalid: expected {err.allowed}") from None
+
+
+def run_dir_of(path: Path) -> Path:
+    """The run dir a checkpoint file belongs to (``<run>/checkpoints/x.pt`` or ``<run>/policy.pt``)."""
+    return path.parent.parent if path.parent.name == checkpoint.CHECKPOINT_DIR else path.parent
+
+
+def policy_fn(policy: Policy):
+    """``(obs [n, o], goal [n, g]) -> [n, a]``, the form the episode collectors call."""
+    return lambda obs, goal: policy.act({"observation": obs, "desired_goal": goal})
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Evaluate the checkpoint ``cfg.policy`` as configured; returns what is written to the JSON file."""
+    if OmegaConf.is_missing(cfg, "policy"):
+        raise ConfigError("policy is required: a run dir or a checkpoint file, e.g. policy=runs/FetchReach/<time>")
+    episodes = option(validation.positive_int, "episodes", cfg.episodes)
+    num_envs = option(validation.positive_int, "num_envs", cfg.num_envs)
+    seed = option(validation.non_negative_int, "seed", cfg.seed)
+    if episodes % num_envs:
+        raise ConfigError(f"episodes={episodes} is invalid: expected a multiple of num_envs={num_envs}")
+    device = resolve_device(cfg.device)
+
+    path = checkpoint.resolve_path(cfg.policy)
+    policy = load_policy(path, device)
+    env_id = cfg.env_id or policy.env["id"]
+    probe = option(lambda _, v: make_env(v), "env_id", env_id)
+    info = env_info(probe)
+    probe.close()
+    policy.check_env_sizes(checkpoint.env_record(env_id, info), path)
+
+    envs = make_vector_env(env_id, num_envs)
+    try:
+        rollout = collect_episodes(envs, policy_fn(policy), episodes, info.horizon, seed)
+    finally:
+        envs.close()
+    out_dir, stem = run_dir_of(path), f"eval_{path.stem}"
+    result: dict[str, Any] = {
+        "checkpoint": str(path),
+        "env": env_id,
+        **policy.counters,
+        "episodes": episodes,
+        "seed": seed,
+        "success_rate": float(rollout.success.mean()),
+        "mean_return": float(rollout.ret.mean()),
+    }
+    if cfg.video:
+        result["video"] = record_video(cfg, policy, env_id, out_dir / f"{stem}.mp4")
+    output = Path(cfg.output) if cfg.output else out_dir / f"{stem}.json"
+    output.write_text(json.dumps(result, indent=2) + "\n")
+    return {**result, "output": str(output)}
+
+
+def record_video(cfg: DictConfig, policy: Policy, env_id: str, path: Path) -> dict[str, Any]:
+    """Render ``cfg.video_episodes`` episodes (seeded like the evaluation) to ``path``."""
+    n_episodes = option(validation.positive_int, "video_episodes", cfg.video_episodes)
+    fps = option(validation.positive_int, "fps", cfg.fps)
+    env = make_env(env_id, render_mode="rgb_array")
+    try:
+        episodes = render_episodes(env, policy_fn(policy), n_episodes, int(cfg.seed))
+    finally:
+        env.close()
+    n_frames = write_video(path, [e.frames for e in episodes], fps)
+    return {
+        "path": str(path),
+        "frames": n_frames,
+        "size": list(np.shape(episodes[0].frames)[1:3]),
+        "bytes": path.stat().st_size,
+        "episode_success": [e.success for e in episodes],
+    }
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
+def main(cfg: DictConfig) -> float:
+    try:
+        result = evaluate(cfg)
+    except (ConfigError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(
+        f"success_rate {result['success_rate']:.3f} mean_return {result['mean_return']:.2f} over "
+        f"{result['episodes']} episodes of {result['env']} (checkpoint at env_steps {result.get('env_steps')}) "
+        f"-> {result['output']}"
+    )
+    if "video" in result:
+        video = result["video"]
+        print(f"video: {video['path']} ({video['frames']} frames, {video['bytes'] / 1e6:.2f} MB)")
+    return result["success_rate"]
+
+
+if __name__ == "__main__":
+    main()

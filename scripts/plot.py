@@ -1,0 +1,127 @@
+"""Plot learning curves of runs: ``python scripts/plot.py 'runs/multirun/<time>' -o success.png``.
+
+Each argument is a run dir, a directory holding run dirs (searched for ``metrics.jsonl``), or a glob of
+them. Runs are grouped by env (from each run's ``.hydra/config.yaml``); each env gets one panel: the
+metric (default ``eval_success_rate``) against env steps, thin lines per run (seed), a bold line for the
+mean over runs and a band for their min-max spread at the env steps all runs have reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from her.metrics import read_records  # noqa: E402
+
+
+class PlotError(Exception):
+    """Bad input: no runs found, or a run that cannot be read."""
+
+
+@dataclass
+class Curve:
+    """One run's metric: ``steps`` ``[n]`` env steps, ``values`` ``[n]``."""
+
+    run_dir: Path
+    env_id: str
+    seed: int | None
+    steps: np.ndarray
+    values: np.ndarray
+
+
+def find_runs(patterns: Sequence[str]) -> list[Path]:
+    """Run dirs (dirs with a ``metrics.jsonl``) at or below the paths that ``patterns`` glob to."""
+    runs: set[Path] = set()
+    for pattern in patterns:
+        matches = [Path(p) for p in glob.glob(pattern)]
+        if not matches:
+            raise PlotError(f"{pattern}: no such file or directory")
+        for path in matches:
+            runs.update(m.parent for m in ([path] if path.name == "metrics.jsonl" else path.rglob("metrics.jsonl")))
+    if not runs:
+        raise PlotError(f"no run dirs (with metrics.jsonl) in {' '.join(patterns)}")
+    return sorted(runs)
+
+
+def load_curve(run_dir: Path, metric: str) -> Curve:
+    """The ``metric`` of every epoch of a run, with its env id and seed from ``.hydra/config.yaml``."""
+    config_path = run_dir / ".hydra" / "config.yaml"
+    if not config_path.is_file():
+        raise PlotError(f"{run_dir}: no .hydra/config.yaml to tell its env")
+    cfg = OmegaConf.load(config_path)
+    records = [r for r in read_records(run_dir / "metrics.jsonl") if r.get(metric) is not None]
+    if not records:
+        raise PlotError(f"{run_dir}/metrics.jsonl: no epoch has {metric!r}")
+    steps = np.array([r["env_steps"] for r in records], dtype=np.int64)
+    values = np.array([r[metric] for r in records], dtype=np.float64)
+    return Curve(run_dir, str(cfg.env.id), cfg.get("seed"), steps, values)
+
+
+def spread(curves: Sequence[Curve]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``steps [k], mean [k], low [k], high [k]`` over ``curves`` at the ``k`` env steps all of them have."""
+    steps = curves[0].steps
+    for c in curves[1:]:
+        steps = np.intersect1d(steps, c.steps)
+    values = np.stack([c.values[np.searchsorted(c.steps, steps)] for c in curves])  # [runs, k]
+    return steps, values.mean(axis=0), values.min(axis=0), values.max(axis=0)
+
+
+def plot(curves: Sequence[Curve], metric: str, out: Path) -> dict[str, int]:
+    """Draw one panel per env to ``out`` (PNG); returns the number of runs per env."""
+    by_env: dict[str, list[Curve]] = defaultdict(list)
+    for c in curves:
+        by_env[c.env_id].append(c)
+    cols = min(len(by_env), 3)
+    rows = -(-len(by_env) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.0 * cols, 3.6 * rows), squeeze=False)
+    for ax, (env_id, runs) in zip(axes.flat, sorted(by_env.items())):
+        for c in runs:
+            ax.plot(c.steps, c.values, color="tab:blue", alpha=0.3, linewidth=0.8)
+        steps, mean, low, high = spread(runs)
+        ax.fill_between(steps, low, high, color="tab:blue", alpha=0.2, linewidth=0, label="min-max")
+        ax.plot(steps, mean, color="tab:blue", linewidth=2.0, marker="o", markersize=3, label=f"mean of {len(runs)}")
+        ax.set_title(f"{env_id} ({len(runs)} run{'s' * (len(runs) > 1)})")
+        ax.set_xlabel("env steps")
+        ax.set_ylabel(metric.replace("_", " "))
+        if metric.endswith("success_rate"):
+            ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+    for ax in list(axes.flat)[len(by_env) :]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return {env_id: len(runs) for env_id, runs in sorted(by_env.items())}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", help="run dirs, dirs of runs, or globs of them")
+    parser.add_argument("-o", "--out", type=Path, default=Path("success_rate.png"), help="PNG file to write")
+    parser.add_argument("--metric", default="eval_success_rate", help="a metrics.jsonl key (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        counts = plot([load_curve(r, args.metric) for r in find_runs(args.runs)], args.metric, args.out)
+    except PlotError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}: " + ", ".join(f"{env} ({n} runs)" for env, n in counts.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

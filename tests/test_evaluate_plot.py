@@ -1,0 +1,129 @@
+"""scripts/evaluate.py (episodes, JSON, video) and scripts/plot.py (learning curves per env)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import CONFIG_DIR, compose_config
+from evaluate import evaluate
+from hydra import compose, initialize_config_dir
+from plot import main as plot_main
+from train import ConfigError, train
+
+from envs import make_env, make_vector_env
+from her.checkpoint import CheckpointError
+from her.evaluation import render_episodes
+from her.runner import collect_episodes
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def evaluate_config(*overrides: str):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="evaluate", overrides=list(overrides))
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    overrides = ("env=PointReach", "runner.epochs=1", "runner.cycles_per_epoch=1", "runner.updates_per_cycle=2")
+    train(compose_config(*overrides, "torch_threads=1", "progress=false", "logger.tensorboard=false"), run_dir)
+    return run_dir
+
+
+def toward_goal(obs: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    """A deterministic point-env controller: ``[n, 2], [n, 2] -> [n, 2]``."""
+    return np.clip(5.0 * (goal - obs), -1.0, 1.0).astype(np.float32)
+
+
+def test_video_episodes_replay_the_first_evaluated_ones():
+    envs = make_vector_env("PointReach-v0", 1)
+    evaluated = collect_episodes(envs, toward_goal, 4, 50, seed=7)
+    rendered = render_episodes(make_env("PointReach-v0", render_mode="rgb_array"), toward_goal, 3, seed=7)
+    assert [e.ret for e in rendered] == evaluated.ret[:3].tolist()
+    assert [e.success for e in rendered] == evaluated.success[:3].tolist()
+    assert rendered[0].frames.shape == (51, 128, 128, 3) and rendered[0].frames.dtype == np.uint8
+
+
+def test_evaluate_cli_writes_json_and_a_playable_video(run_dir):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "evaluate.py"), f"policy={run_dir}", "episodes=4", "video=true"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("success_rate ") and "over 4 episodes of PointReach-v0" in proc.stdout
+    result = json.loads((run_dir / "eval_last.json").read_text())
+    assert result["episodes"] == 4 and 0.0 <= result["success_rate"] <= 1.0 and result["env_steps"] == 50
+    assert result["video"]["frames"] == 3 * 51 and result["video"]["path"] == str(run_dir / "eval_last.mp4")
+    import imageio.v2 as imageio
+
+    frames = [frame for frame in imageio.get_reader(run_dir / "eval_last.mp4")]  # list() trips on len == inf
+    assert len(frames) == 3 * 51 and frames[0].shape == (128, 128, 3)
+
+
+def test_evaluate_is_deterministic_and_writes_where_asked(run_dir, tmp_path):
+    a = evaluate(evaluate_config(f"policy={run_dir}/checkpoints/best.pt", "episodes=6", f"output={tmp_path}/a.json"))
+    b = evaluate(
+        evaluate_config(f"policy={run_dir}/policy.pt", "episodes=6", "num_envs=2", f"output={tmp_path}/b.json")
+    )
+    assert json.loads((tmp_path / "a.json").read_text())["checkpoint"].endswith("best.pt")
+    assert a["episodes"] == b["episodes"] == 6 and (tmp_path / "b.json").exists()
+
+
+@pytest.mark.parametrize(
+    "overrides, error, message",
+    [
+        ((), ConfigError, "policy is required"),
+        (("policy=RUN/nope.pt",), CheckpointError, "nope.pt: no such file"),
+        (("policy=RUN", "episodes=3", "num_envs=2"), ConfigError, "episodes=3 is invalid: expected a multiple of"),
+        (("policy=RUN", "episodes=0"), ConfigError, "episodes=0 is invalid: expected an integer > 0"),
+        (("policy=RUN", "env_id=Nope-v0"), ConfigError, "env_id='Nope-v0' is invalid: expected a registered env id"),
+        (("policy=RUN", "env_id=FetchReach-v4"), CheckpointError, "PointReach-v0 does not fit FetchReach-v4"),
+    ],
+)
+def test_evaluate_bad_input(run_dir, overrides, error, message):
+    with pytest.raises(error, match=message):
+        evaluate(evaluate_config(*(o.replace("RUN", str(run_dir)) for o in overrides)))
+
+
+def fake_run(path: Path, env_id: str, seed: int, success: list[float]) -> None:
+    (path / ".hydra").mkdir(parents=True)
+    (path / ".hydra" / "config.yaml").write_text(f"seed: {seed}\nenv:\n  id: {env_id}\n")
+    lines = [
+        json.dumps({"epoch": i, "env_steps": 100 * (i + 1), "eval_success_rate": s}) for i, s in enumerate(success)
+    ]
+    (path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_plot_draws_one_panel_per_env_from_globs(tmp_path, capsys):
+    fake_run(tmp_path / "sweep" / "0_A_seed0", "A-v0", 0, [0.0, 0.5, 1.0])
+    fake_run(tmp_path / "sweep" / "1_A_seed1", "A-v0", 1, [0.2, 0.7])  # still running: shorter
+    fake_run(tmp_path / "other", "B-v0", 0, [0.1, 0.3])
+    out = tmp_path / "plot.png"
+    assert plot_main([str(tmp_path / "sweep"), str(tmp_path / "oth*"), "-o", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {out}: A-v0 (2 runs), B-v0 (1 runs)"
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_spread_uses_the_steps_all_runs_reached(tmp_path):
+    from plot import load_curve, spread
+
+    fake_run(tmp_path / "a", "A-v0", 0, [0.0, 0.5, 1.0])
+    fake_run(tmp_path / "b", "A-v0", 1, [0.2, 0.7])
+    steps, mean, low, high = spread([load_curve(tmp_path / d, "eval_success_rate") for d in "ab"])
+    np.testing.assert_allclose(np.stack([steps, mean, low, high]), [[100, 200], [0.1, 0.6], [0.0, 0.5], [0.2, 0.7]])
+
+
+def test_plot_bad_input(tmp_path, capsys):
+    assert plot_main([str(tmp_path / "nope")]) == 2
+    assert f"error: {tmp_path / 'nope'}: no such file or directory" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert plot_main([str(tmp_path / "empty")]) == 2
+    assert "no run dirs (with metrics.jsonl)" in capsys.readouterr().err
