@@ -1,8 +1,9 @@
-"""Goal-conditioned off-policy agents."""
+"""Goal-conditioned off-policy agents on shared parts (``agents.base``)."""
 
 from __future__ import annotations
 
-from agents.ddpg import DDPG, polyak_update
+from agents.base import ActorCriticAgent, polyak_update
+from agents.ddpg import DDPG
 from agents.normalizer import RunningNormalizer
 
-__all__ = ["DDPG", "RunningNormalizer", "polyak_update"]
+__all__ = ["DDPG", "ActorCriticAgent", "RunningNormalizer", "polyak_update"]
