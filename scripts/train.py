@@ -14,7 +14,7 @@ from typing import Any
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from envs import env_info, make_env, make_vector_env
@@ -35,6 +35,17 @@ def _build(group: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
     except validation.OptionError as err:
         key = f"{group}.{err.name}" if group else err.name
         raise ConfigError(f"{key}={err.value!r} is invalid: expected {err.allowed}") from None
+
+
+def check_options(group: str, node: DictConfig) -> None:
+    """Refuse keys of a ``_target_`` group that its target does not take, e.g. ``+agent.policy_delay=2`` with
+    ``agent=ddpg`` (without the ``+``, Hydra refuses a key the group's yaml lacks before we get here)."""
+    target = node._target_
+    allowed = validation.keyword_options(get_object(target))
+    unknown = [str(k) for k in node if not str(k).startswith("_") and allowed is not None and k not in allowed]
+    if unknown:
+        options = ", ".join(sorted(k for k in node if not str(k).startswith("_") and k not in unknown))
+        raise ConfigError(f"{group}.{unknown[0]} is not an option of {target} (its options: {options})")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -66,6 +77,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     torch.set_num_threads(torch_threads(cfg.torch_threads, cfg.env.num_envs, cfg.env.vectorization))
     torch.manual_seed(seed)  # network initialization
 
+    check_options("agent", cfg.agent)
     env_cfg = cfg.env
     train_env = _build("env", make_vector_env, env_cfg.id, env_cfg.num_envs, env_cfg.vectorization)
     eval_env = make_vector_env(env_cfg.id, env_cfg.num_envs, env_cfg.vectorization)
