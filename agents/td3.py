@@ -1,5 +1,5 @@
-"""TD3 (Fujimoto et al. 2018) as DDPG plus its three changes: twin critics with a min target (``n_critics=2``
-in the base), target policy smoothing, and delayed actor and target updates."""
+"""TD3 (Fujimoto et al. 2018) as DDPG plus its three changes: twin critics with a min target (``n_critics=2``;
+the base takes the min), target policy smoothing, and delayed actor and target updates."""
 
 from __future__ import annotations
 
