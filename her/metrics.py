@@ -16,6 +16,8 @@ TB_TAGS = {
     "actor_loss": "losses/actor",
     "critic_loss": "losses/critic",
     "q_mean": "charts/q_mean",
+    "alpha": "charts/alpha",  # SAC's entropy coefficient
+    "entropy": "charts/entropy",  # SAC's policy entropy estimate, -mean(log pi)
     "env_steps_per_s": "charts/env_steps_per_s",
     "updates_per_s": "charts/updates_per_s",
     "buffer_transitions": "charts/buffer_transitions",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -93,3 +94,16 @@ def finite_array(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or inf values")
     return arr
+
+
+def keyword_options(fn: Callable[..., Any]) -> set[str] | None:
+    """Names ``fn`` takes as keywords; for a class, those of its constructor, following ``**kwargs`` up to the
+    base classes that receive them. ``None`` when any keyword is taken."""
+    inits = [c.__dict__["__init__"] for c in fn.__mro__ if "__init__" in c.__dict__] if isinstance(fn, type) else [fn]
+    names: set[str] = set()
+    for init in inits:
+        params = list(inspect.signature(init).parameters.values())[1 if isinstance(fn, type) else 0 :]  # no self
+        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return names
+    return None

@@ -18,7 +18,7 @@ import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from envs import EnvInfo, env_info, make_env, make_vector_env
@@ -57,6 +57,17 @@ def _build(group: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
     except validation.OptionError as err:
         key = f"{group}.{err.name}" if group else err.name
         raise ConfigError(f"{key}={err.value!r} is invalid: expected {err.allowed}") from None
+
+
+def check_options(group: str, node: DictConfig) -> None:
+    """Refuse keys of a ``_target_`` group that its target does not take, e.g. ``+agent.policy_delay=2`` with
+    ``agent=ddpg`` (without the ``+``, Hydra refuses a key the group's yaml lacks before we get here)."""
+    target = node._target_
+    allowed = validation.keyword_options(get_object(target))
+    unknown = [str(k) for k in node if not str(k).startswith("_") and allowed is not None and k not in allowed]
+    if unknown:
+        options = ", ".join(sorted(k for k in node if not str(k).startswith("_") and k not in unknown))
+        raise ConfigError(f"{group}.{unknown[0]} is not an option of {target} (its options: {options})")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -124,6 +135,7 @@ def build_runner(cfg: DictConfig, run_dir: Path | None, resume_step: int | None 
     )
     torch.manual_seed(seed)  # network initialization (rank 0's is copied to the other ranks)
 
+    check_options("agent", cfg.agent)
     env_cfg = cfg.env
     train_env = _build("env", make_vector_env, env_cfg.id, env_cfg.num_envs, env_cfg.vectorization)
     eval_env = make_vector_env(env_cfg.id, env_cfg.num_envs, env_cfg.vectorization)

@@ -91,6 +91,7 @@ def test_multirun_makes_one_run_per_seed(tmp_path):
         ("buffer.strategy=bogus", "buffer.strategy='bogus' is invalid: expected one of future, final, episode, random"),
         ("runner.epochs=abc", "runner.epochs='abc' is invalid: expected an integer > 0"),
         ("agent.batch_size=0", "agent.batch_size=0 is invalid"),
+        ("agent.n_critics=0", "agent.n_critics=0 is invalid: expected an integer > 0"),
         ("device=tpu", "device='tpu' is invalid: expected one of cpu, cuda, auto"),
         ("distributed.grad_reduce=max", "distributed.grad_reduce='max' is invalid: expected one of mean, sum"),
         ("env.id=Nope-v0", "env.id='Nope-v0' is invalid: expected a registered env id"),
@@ -98,6 +99,23 @@ def test_multirun_makes_one_run_per_seed(tmp_path):
 )
 def test_bad_input_fails_before_training_with_a_clear_message(tmp_path, override, expected):
     proc = run_train("env=PointReach", *TINY, override, f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode != 0
+    assert expected in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["agent.policy_delay=2"], "Key 'policy_delay' is not in struct"),
+        (["+agent.policy_delay=2"], "agent.policy_delay is not an option of agents.DDPG"),
+        (["agent=sac", "+agent.random_eps=0.1"], "agent.random_eps is not an option of agents.SAC"),
+        (["agent=td3", "agent.init_alpha=0.5"], "Key 'init_alpha' is not in struct"),
+    ],
+)
+def test_an_option_of_another_agent_fails_naming_it(tmp_path, overrides, expected):
+    proc = run_train("env=PointReach", *TINY, *overrides, f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode != 0
     assert expected in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr

@@ -11,7 +11,7 @@ from conftest import CONFIG_DIR, compose_config
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from agents import DDPG
+from agents import ActorCriticAgent
 from envs import env_info, make_env, make_vector_env
 from her import HerReplayBuffer
 from her.distributed import Distributed
@@ -55,7 +55,7 @@ def test_agent_buffer_runner_configs_instantiate(agent, buffer, runner):
     )
     assert isinstance(buf, HerReplayBuffer)
     ag = instantiate(cfg.agent)(info.obs_dim, info.goal_dim, info.action_dim, info.action_max, device="cpu")
-    assert isinstance(ag, DDPG)
+    assert isinstance(ag, ActorCriticAgent) and ag.batch_size == cfg.agent.batch_size
     venv = make_vector_env(cfg.env.id, cfg.env.num_envs, cfg.env.vectorization)
     run = instantiate(cfg.runner)(ag, buf, venv, venv, info.horizon, seed=0, logger=None, progress=False)
     assert isinstance(run, Runner) and run.epochs == cfg.runner.epochs
@@ -130,3 +130,20 @@ def test_hparams_searches_compose_into_an_optuna_sweep(search):
     assert sweeper.params and all(key.startswith("agent.") for key in sweeper.params)
     for key in sweeper.params:  # every tuned option exists in the agent config
         assert key.split(".", 1)[1] in cfg.agent
+
+
+@pytest.mark.parametrize("agent", options("agent"))
+def test_every_agent_option_in_the_yaml_is_a_constructor_argument(agent):
+    from hydra.utils import get_object
+
+    from her.validation import keyword_options
+
+    node = compose_config(f"agent={agent}").agent
+    taken = keyword_options(get_object(node._target_))
+    assert taken is not None and {k for k in node if not k.startswith("_")} == taken - {
+        "obs_dim",
+        "goal_dim",
+        "action_dim",
+        "action_max",
+        "device",
+    }

@@ -1,0 +1,221 @@
+"""What DDPG, TD3 and SAC share: normalized inputs, a critic ensemble with its target, the TD target, one
+gradient step, polyak target updates and persistence. Subclasses supply only their algorithm."""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from agents.networks import CriticEnsemble
+from agents.normalizer import RunningNormalizer
+from her import validation
+from her.relabel import Transitions
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, source: nn.Module, polyak: float) -> None:
+    """``target <- polyak * target + (1 - polyak) * source``, parameter by parameter."""
+    for t, s in zip(target.parameters(), source.parameters()):
+        t.mul_(polyak).add_(s, alpha=1.0 - polyak)
+
+
+class ActorCriticAgent(ABC):
+    """An off-policy actor-critic on ``[normalize(o), normalize(g)]`` inputs, with actions in ``[-1, 1]``
+    inside and ``[-action_max, action_max]`` outside.
+
+    One update: a gradient step of all critics on the TD error to ``r + gamma * next_value(s')`` (the
+    subclass's ``next_value``), then the subclass's ``actor_update``. The runner moves the targets once per
+    cycle with ``update_targets``.
+
+    Args:
+        obs_dim, goal_dim, action_dim: input and output sizes.
+        action_max: actions lie in ``[-action_max, action_max]``.
+        hidden: hidden layer sizes of actor and critics.
+        lr_actor, lr_critic: Adam learning rates.
+        gamma: discount. polyak: target network averaging factor (0.95 keeps 95% of the old target).
+        action_l2: weight of the ``mean(a^2)`` penalty (``a`` in ``[-1, 1]``) on the actor's mean action.
+        clip_target: clip TD targets to ``[-1 / (1 - gamma), 0]``, the return range for rewards in ``[-1, 0]``.
+        n_critics: size of the critic ensemble; TD targets take the minimum over the target critics.
+        critic_layer_norm: LayerNorm before each hidden ReLU of the critics.
+        norm_eps, norm_clip: observation/goal normalizer std floor and output clip.
+        batch_size: transitions per update (the runner samples this many).
+        device: torch device of networks and batches.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        goal_dim: int,
+        action_dim: int,
+        action_max: float = 1.0,
+        *,
+        hidden: Sequence[int] = (256, 256, 256),
+        lr_actor: float = 1e-3,
+        lr_critic: float = 1e-3,
+        gamma: float = 0.98,
+        polyak: float = 0.95,
+        action_l2: float = 1.0,
+        clip_target: bool = True,
+        n_critics: int = 1,
+        critic_layer_norm: bool = False,
+        norm_eps: float = 0.01,
+        norm_clip: float = 5.0,
+        batch_size: int = 256,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.obs_dim = validation.positive_int("obs_dim", obs_dim)
+        self.goal_dim = validation.positive_int("goal_dim", goal_dim)
+        self.action_dim = validation.positive_int("action_dim", action_dim)
+        self.action_max = validation.positive_real("action_max", action_max)
+        self.hidden = validation.int_sequence("hidden", hidden)
+        self.gamma = validation.real_in_range("gamma", gamma, 0.0, 1.0, high_open=True)
+        self.polyak = validation.real_in_range("polyak", polyak, 0.0, 1.0)
+        self.action_l2 = validation.real_in_range("action_l2", action_l2, 0.0, float("inf"), high_open=True)
+        self.clip_target = validation.boolean("clip_target", clip_target)
+        self.n_critics = validation.positive_int("n_critics", n_critics)
+        self.critic_layer_norm = validation.boolean("critic_layer_norm", critic_layer_norm)
+        self.batch_size = validation.positive_int("batch_size", batch_size)
+        self.device = torch.device(device)
+
+        self.obs_norm = RunningNormalizer(obs_dim, norm_eps, norm_clip, self.device)
+        self.goal_norm = RunningNormalizer(goal_dim, norm_eps, norm_clip, self.device)
+        in_dim = obs_dim + goal_dim
+        self.actor = self.build_actor(in_dim).to(self.device)
+        self.critic = CriticEnsemble(in_dim, action_dim, self.hidden, self.n_critics, self.critic_layer_norm)
+        self.critic = self.critic.to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=validation.positive_real("lr_actor", lr_actor))
+        self.critic_opt = torch.optim.Adam(
+            self.critic.parameters(), lr=validation.positive_real("lr_critic", lr_critic)
+        )
+        self.generator: torch.Generator | None = None  # set by agents that sample noise while learning
+        self.n_updates = 0
+
+    # --- what each algorithm defines --------------------------------------------------------------
+    @abstractmethod
+    def build_actor(self, in_dim: int) -> nn.Module:
+        """The policy network on ``[B, in_dim]`` inputs."""
+
+    @abstractmethod
+    def greedy_action(self, x: torch.Tensor) -> torch.Tensor:
+        """``[n, in_dim] -> [n, a]`` the evaluation action in ``[-1, 1]``."""
+
+    @abstractmethod
+    def explore_action(self, x: torch.Tensor, rng: np.random.Generator) -> np.ndarray:
+        """``[n, in_dim] -> [n, a]`` an exploration action in ``[-1, 1]``, its randomness drawn from ``rng``."""
+
+    @abstractmethod
+    def next_value(self, next_x: torch.Tensor) -> torch.Tensor:
+        """``[B, in_dim] -> [B]`` the value of the next states that the TD target bootstraps from."""
+
+    @abstractmethod
+    def actor_update(self, x: torch.Tensor) -> dict[str, float]:
+        """Train the policy on ``[B, in_dim]`` states after the critic step; returns at least ``actor_loss``."""
+
+    # --- acting ---------------------------------------------------------------------------------
+    def inputs(self, obs: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """``[B, o], [B, g] -> [B, o + g]`` normalized network input."""
+        return torch.cat([self.obs_norm(obs), self.goal_norm(goal)], dim=-1)
+
+    @torch.no_grad()
+    def act(
+        self, obs: np.ndarray, goal: np.ndarray, explore: bool, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
+        """``[n, o], [n, g] -> [n, a]`` actions in env units; exploring draws its randomness from ``rng``."""
+        x = self.inputs(torch.as_tensor(obs, device=self.device), torch.as_tensor(goal, device=self.device))
+        if explore:
+            assert rng is not None, "exploration needs an rng"
+            action = self.explore_action(x, rng)
+        else:
+            action = self.greedy_action(x).cpu().numpy()
+        return (action * self.action_max).astype(np.float32)
+
+    def update_normalizers(self, obs: np.ndarray, goal: np.ndarray) -> None:
+        """Add ``[..., o]`` observations and ``[..., g]`` goals to the normalizer statistics."""
+        self.obs_norm.update(obs)
+        self.goal_norm.update(goal)
+
+    # --- learning -------------------------------------------------------------------------------
+    def batch_to_tensors(self, batch: Transitions) -> Transitions:
+        return Transitions(*(torch.as_tensor(x, device=self.device) for x in batch))
+
+    def make_generator(self) -> torch.Generator:
+        """A generator for the noise this agent samples while learning, seeded from torch's global one
+        (seeded by ``train.py``): runs repeat per seed, and nothing else draws from this stream."""
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(int(torch.randint(0, 2**62, ())))
+        return generator
+
+    def standard_normal(self, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
+        """A ``shape`` tensor of N(0, 1) noise from the agent's own generator."""
+        return torch.randn(shape, generator=self.generator, device=self.device)
+
+    def td_target(self, reward: torch.Tensor, next_value: torch.Tensor) -> torch.Tensor:
+        """``[B], [B] -> [B]``: ``r + gamma * V(s')``, clipped to ``[-1/(1-gamma), 0]`` when ``clip_target``."""
+        target = reward + self.gamma * next_value
+        if self.clip_target:
+            target = target.clamp(-1.0 / (1.0 - self.gamma), 0.0)
+        return target
+
+    def critic_loss(self, x: torch.Tensor, next_x: torch.Tensor, b: Transitions) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sum over critics of the mean squared TD error, and the ``[n_critics, B]`` Q values of the batch."""
+        with torch.no_grad():
+            target = self.td_target(b.reward, self.next_value(next_x))
+        q = self.critic(x, b.action / self.action_max)
+        return (q - target).pow(2).mean(dim=-1).sum(), q
+
+    def action_penalty(self, action: torch.Tensor) -> torch.Tensor:
+        """``action_l2 * mean(action^2)`` of ``[B, a]`` actions in ``[-1, 1]``."""
+        return self.action_l2 * action.pow(2).mean()
+
+    @staticmethod
+    def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def update(self, batch: Transitions) -> dict[str, float]:
+        """One critic step and the actor's update on a ``batch_size`` batch. Returns losses and mean Q."""
+        b = self.batch_to_tensors(batch)
+        x, next_x = self.inputs(b.obs, b.goal), self.inputs(b.next_obs, b.goal)
+        critic_loss, q = self.critic_loss(x, next_x, b)
+        self.step(self.critic_opt, critic_loss)
+        stats = {"critic_loss": critic_loss.item(), **self.actor_update(x), "q_mean": q.mean().item()}
+        self.n_updates += 1
+        return stats
+
+    def update_targets(self) -> None:
+        polyak_update(self.critic_target, self.critic, self.polyak)
+
+    # --- persistence ----------------------------------------------------------------------------
+    def stateful(self) -> dict[str, Any]:
+        """The parts saved by ``state_dict``, by name: each has its own ``state_dict``/``load_state_dict``."""
+        return {
+            "actor": self.actor,
+            "critic": self.critic,
+            "critic_target": self.critic_target,
+            "actor_opt": self.actor_opt,
+            "critic_opt": self.critic_opt,
+            "obs_norm": self.obs_norm,
+            "goal_norm": self.goal_norm,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {name: part.state_dict() for name, part in self.stateful().items()}
+        state["n_updates"] = self.n_updates
+        if self.generator is not None:
+            state["generator"] = self.generator.get_state()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, part in self.stateful().items():
+            part.load_state_dict(state[name])
+        self.n_updates = int(state["n_updates"])
+        if self.generator is not None:
+            self.generator.set_state(state["generator"])

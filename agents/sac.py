@@ -1,0 +1,89 @@
+"""SAC (Haarnoja et al. 2018, with the learned temperature of the applications paper) on the shared parts:
+a tanh-squashed Gaussian actor, clipped double Q with the entropy bonus in the target, and ``alpha`` tuned
+toward a target entropy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from agents.base import ActorCriticAgent
+from agents.networks import GaussianActor, Temperature, squashed_gaussian
+from her import validation
+
+
+class SAC(ActorCriticAgent):
+    """Soft actor-critic for goal-conditioned tasks. There is no target actor: targets sample the online one.
+
+    Args:
+        init_alpha: initial entropy coefficient ``alpha``.
+        lr_alpha: Adam learning rate of ``log alpha``.
+        target_entropy: the policy entropy ``alpha`` is tuned toward (``None``: ``-action_dim``).
+        n_critics: critics in the ensemble (2: twin critics); both the TD target and the actor use their minimum.
+        clip_target: off by default: the entropy bonus moves soft values out of ``[-1 / (1 - gamma), 0]``.
+        *args, **kwargs: the shared options of :class:`agents.base.ActorCriticAgent`; ``action_l2`` penalizes
+            the mean action ``tanh(mean)``.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        init_alpha: float = 1.0,
+        lr_alpha: float = 1e-3,
+        target_entropy: float | None = None,
+        n_critics: int = 2,
+        clip_target: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, n_critics=n_critics, clip_target=clip_target, **kwargs)
+        if target_entropy is None:
+            target_entropy = -float(self.action_dim)
+        self.target_entropy = validation.real_in_range("target_entropy", target_entropy, -np.inf, np.inf)
+        self.temperature = Temperature(validation.positive_real("init_alpha", init_alpha)).to(self.device)
+        self.alpha_opt = torch.optim.Adam(
+            self.temperature.parameters(), lr=validation.positive_real("lr_alpha", lr_alpha)
+        )
+        self.generator = self.make_generator()
+
+    def build_actor(self, in_dim: int) -> nn.Module:
+        return GaussianActor(in_dim, self.action_dim, self.hidden)
+
+    # --- acting ---------------------------------------------------------------------------------
+    def greedy_action(self, x: torch.Tensor) -> torch.Tensor:
+        """``[n, in_dim] -> [n, a]``: the mean action ``tanh(mean)``."""
+        return torch.tanh(self.actor(x)[0])
+
+    def explore_action(self, x: torch.Tensor, rng: np.random.Generator) -> np.ndarray:
+        """``[n, in_dim] -> [n, a]``: a policy sample ``tanh(mean + std * noise)``, noise from ``rng``."""
+        mean, log_std = self.actor(x)
+        noise = torch.as_tensor(rng.standard_normal(mean.shape), dtype=mean.dtype, device=self.device)
+        return squashed_gaussian(mean, log_std, noise)[0].cpu().numpy()
+
+    # --- learning -------------------------------------------------------------------------------
+    def sample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``[B, in_dim] ->`` a reparameterized ``action [B, a]``, its ``log_prob [B]``, and ``mean [B, a]``."""
+        mean, log_std = self.actor(x)
+        action, log_prob = squashed_gaussian(mean, log_std, self.standard_normal(mean.shape))
+        return action, log_prob, mean
+
+    def next_value(self, next_x: torch.Tensor) -> torch.Tensor:
+        """``[B, in_dim] -> [B]``: the soft value ``min_i Q'_i(s', a') - alpha * log pi(a' | s')``, ``a' ~ pi``."""
+        action, log_prob, _ = self.sample(next_x)
+        return self.critic_target.min(next_x, action) - self.temperature() * log_prob
+
+    def actor_update(self, x: torch.Tensor) -> dict[str, float]:
+        """A policy step on ``alpha * log pi - min_i Q_i``, then a temperature step on
+        ``-log_alpha * (log pi + target_entropy)``: ``alpha`` grows while the entropy is below its target."""
+        action, log_prob, mean = self.sample(x)
+        alpha = self.temperature().detach()
+        actor_loss = (alpha * log_prob - self.critic.min(x, action)).mean() + self.action_penalty(torch.tanh(mean))
+        self.step(self.actor_opt, actor_loss)
+        alpha_loss = -(self.temperature.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+        self.step(self.alpha_opt, alpha_loss)
+        return {"actor_loss": actor_loss.item(), "alpha": alpha.item(), "entropy": -log_prob.mean().item()}
+
+    def stateful(self) -> dict[str, Any]:
+        return {**super().stateful(), "temperature": self.temperature, "alpha_opt": self.alpha_opt}
