@@ -111,7 +111,6 @@ def test_bad_input_fails_before_training_with_a_clear_message(tmp_path, override
         (["agent.policy_delay=2"], "Key 'policy_delay' is not in struct"),
         (["+agent.policy_delay=2"], "agent.policy_delay is not an option of agents.DDPG"),
         (["agent=sac", "+agent.random_eps=0.1"], "agent.random_eps is not an option of agents.SAC"),
-        (["agent=td3", "agent.init_alpha=0.5"], "Key 'init_alpha' is not in struct"),
     ],
 )
 def test_an_option_of_another_agent_fails_naming_it(tmp_path, overrides, expected):
