@@ -36,7 +36,7 @@ from her import HerReplayBuffer
 from her.relabel import Transitions
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train import CONFIG_DIR, build_runner  # noqa: E402
+from train import CONFIG_DIR, ConfigError, build_runner  # noqa: E402
 
 
 def load_config(overrides: list[str]) -> DictConfig:
@@ -197,4 +197,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
