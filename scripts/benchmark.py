@@ -149,6 +149,8 @@ def main() -> None:
     parser.add_argument("--sampler-size", type=int, default=1_000_000, help="buffer transitions for item 4")
     parser.add_argument("overrides", nargs="*", help="train.py overrides, e.g. env=FetchPush env.num_envs=2")
     args = parser.parse_args()
+    if args.sampler_size < 50_000:
+        parser.error(f"--sampler-size={args.sampler_size}: expected at least 50000 transitions (1,000 episodes)")
 
     cfg = load_config(args.overrides + ["logger.tensorboard=false", "progress=false"])
     quick = args.quick
