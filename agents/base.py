@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from agents.acting import HostMLP, HostPolicy
 from agents.networks import CriticEnsemble
 from agents.normalizer import RunningNormalizer
 from her import validation
@@ -23,6 +25,22 @@ def polyak_update(target: nn.Module, source: nn.Module, polyak: float) -> None:
     """``target <- polyak * target + (1 - polyak) * source``, parameter by parameter."""
     for t, s in zip(target.parameters(), source.parameters()):
         t.mul_(polyak).add_(s, alpha=1.0 - polyak)
+
+
+def adam(params: Iterable[torch.Tensor], lr: float) -> torch.optim.Adam:
+    """Adam with the fused implementation (one kernel per step instead of ~10 ops per parameter: ~10% faster
+    updates of the 3x256 networks on a CPU)."""
+    return torch.optim.Adam(params, lr=lr, fused=True)
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """No parameter gradients for ``module`` inside the block (gradients still flow through it to its inputs)."""
+    module.requires_grad_(False)
+    try:
+        yield
+    finally:
+        module.requires_grad_(True)
 
 
 class ActorCriticAgent(ABC):
@@ -90,10 +108,8 @@ class ActorCriticAgent(ABC):
         self.critic = CriticEnsemble(in_dim, action_dim, self.hidden, self.n_critics, self.critic_layer_norm)
         self.critic = self.critic.to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=validation.positive_real("lr_actor", lr_actor))
-        self.critic_opt = torch.optim.Adam(
-            self.critic.parameters(), lr=validation.positive_real("lr_critic", lr_critic)
-        )
+        self.actor_opt = adam(self.actor.parameters(), validation.positive_real("lr_actor", lr_actor))
+        self.critic_opt = adam(self.critic.parameters(), validation.positive_real("lr_critic", lr_critic))
         self.generator: torch.Generator | None = None  # set by agents that sample noise while learning
         self.n_updates = 0
 
@@ -103,12 +119,14 @@ class ActorCriticAgent(ABC):
         """The policy network on ``[B, in_dim]`` inputs."""
 
     @abstractmethod
-    def greedy_action(self, x: torch.Tensor) -> torch.Tensor:
-        """``[n, in_dim] -> [n, a]`` the evaluation action in ``[-1, 1]``."""
+    def greedy_action(self, out: np.ndarray) -> np.ndarray:
+        """``[n, out] -> [n, a]``: the evaluation action in ``[-1, 1]``, from the output of the actor's MLP
+        (``actor.net``) computed in NumPy (``agents.acting``)."""
 
     @abstractmethod
-    def explore_action(self, x: torch.Tensor, rng: np.random.Generator) -> np.ndarray:
-        """``[n, in_dim] -> [n, a]`` an exploration action in ``[-1, 1]``, its randomness drawn from ``rng``."""
+    def explore_action(self, out: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``[n, out] -> [n, a]``: an exploration action in ``[-1, 1]`` from the actor MLP's output, its
+        randomness drawn from ``rng``."""
 
     @abstractmethod
     def next_value(self, next_x: torch.Tensor) -> torch.Tensor:
@@ -123,18 +141,24 @@ class ActorCriticAgent(ABC):
         """``[B, o], [B, g] -> [B, o + g]`` normalized network input."""
         return torch.cat([self.obs_norm(obs), self.goal_norm(goal)], dim=-1)
 
-    @torch.no_grad()
+    def acting_policy(self) -> HostPolicy:
+        """A NumPy snapshot of the current policy, ``policy(obs [n, o], goal [n, g], explore, rng) -> [n, a]``
+        actions in env units; valid until the next update or normalizer update."""
+        return HostPolicy(
+            self.obs_norm.host(),
+            self.goal_norm.host(),
+            HostMLP.from_sequential(self.actor.net),
+            self.greedy_action,
+            self.explore_action,
+            self.action_max,
+        )
+
     def act(
         self, obs: np.ndarray, goal: np.ndarray, explore: bool, rng: np.random.Generator | None = None
     ) -> np.ndarray:
-        """``[n, o], [n, g] -> [n, a]`` actions in env units; exploring draws its randomness from ``rng``."""
-        x = self.inputs(torch.as_tensor(obs, device=self.device), torch.as_tensor(goal, device=self.device))
-        if explore:
-            assert rng is not None, "exploration needs an rng"
-            action = self.explore_action(x, rng)
-        else:
-            action = self.greedy_action(x).cpu().numpy()
-        return (action * self.action_max).astype(np.float32)
+        """``[n, o], [n, g] -> [n, a]`` actions in env units; exploring draws its randomness from ``rng``.
+        (Takes a snapshot per call: loops should call ``acting_policy()`` once and reuse it.)"""
+        return self.acting_policy()(obs, goal, explore, rng)
 
     def update_normalizers(self, obs: np.ndarray, goal: np.ndarray) -> None:
         """Add ``[..., o]`` observations and ``[..., g]`` goals to the normalizer statistics."""
@@ -186,7 +210,9 @@ class ActorCriticAgent(ABC):
         x, next_x = self.inputs(b.obs, b.goal), self.inputs(b.next_obs, b.goal)
         critic_loss, q = self.critic_loss(x, next_x, b)
         self.step(self.critic_opt, critic_loss)
-        stats = {"critic_loss": critic_loss.item(), **self.actor_update(x), "q_mean": q.mean().item()}
+        with frozen(self.critic):  # the actor's loss needs gradients through the critics, not of their weights
+            actor_stats = self.actor_update(x)
+        stats = {"critic_loss": critic_loss.item(), **actor_stats, "q_mean": q.mean().item()}
         self.n_updates += 1
         return stats
 

@@ -33,14 +33,14 @@ class DDPG(ActorCriticAgent):
         return Actor(in_dim, self.action_dim, self.hidden)
 
     # --- acting ---------------------------------------------------------------------------------
-    def greedy_action(self, x: torch.Tensor) -> torch.Tensor:
-        """``[n, in_dim] -> [n, a]``: ``pi(s)``."""
-        return self.actor(x)
+    def greedy_action(self, out: np.ndarray) -> np.ndarray:
+        """``[n, a] -> [n, a]``: ``pi(s) = tanh(out)`` (as ``networks.Actor``)."""
+        return np.tanh(out)
 
-    def explore_action(self, x: torch.Tensor, rng: np.random.Generator) -> np.ndarray:
-        """``[n, in_dim] -> [n, a]``: ``pi(s)`` plus Gaussian noise, and with probability ``random_eps`` a
+    def explore_action(self, out: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``[n, a] -> [n, a]``: ``pi(s)`` plus Gaussian noise, and with probability ``random_eps`` a
         uniform random action instead."""
-        action = self.actor(x).cpu().numpy()
+        action = np.tanh(out)
         action = np.clip(action + self.noise_eps * rng.standard_normal(action.shape), -1.0, 1.0)
         random_rows = rng.random(len(action)) < self.random_eps
         action[random_rows] = rng.uniform(-1.0, 1.0, (int(random_rows.sum()), self.action_dim))

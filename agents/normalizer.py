@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from agents.acting import HostNormalizer
 from her import validation
 
 
@@ -49,18 +50,21 @@ class RunningNormalizer:
 
     def _refresh(self) -> None:
         if self.count == 0:  # no data yet: identity
-            self.mean = torch.zeros(self.dim, device=self.device)
-            self.std = torch.ones(self.dim, device=self.device)
-            return
-        mean = self.sum / max(self.count, 1)
-        var = self.sumsq / max(self.count, 1) - np.square(mean)
-        std = np.sqrt(np.maximum(self.eps**2, var))
-        self.mean = torch.as_tensor(mean, dtype=torch.float32, device=self.device)
-        self.std = torch.as_tensor(std, dtype=torch.float32, device=self.device)
+            mean, std = np.zeros(self.dim), np.ones(self.dim)
+        else:
+            mean = self.sum / self.count
+            std = np.sqrt(np.maximum(self.eps**2, self.sumsq / self.count - np.square(mean)))
+        self._host = HostNormalizer(mean.astype(np.float32), std.astype(np.float32), self.clip)
+        self.mean = torch.as_tensor(self._host.mean, device=self.device)
+        self.std = torch.as_tensor(self._host.std, device=self.device)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Normalize a ``[..., dim]`` tensor."""
         return torch.clamp((x - self.mean) / self.std, -self.clip, self.clip)
+
+    def host(self) -> HostNormalizer:
+        """The same normalization on NumPy arrays (for acting; see ``agents.acting``)."""
+        return self._host
 
     def state_dict(self) -> dict[str, object]:
         return {"sum": self.sum.copy(), "sumsq": self.sumsq.copy(), "count": self.count}

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from agents.base import ActorCriticAgent
-from agents.networks import GaussianActor, Temperature, squashed_gaussian
+from agents.networks import LOG_STD_MAX, LOG_STD_MIN, GaussianActor, Temperature, squashed_gaussian
 from her import validation
 
 
@@ -52,15 +52,15 @@ class SAC(ActorCriticAgent):
         return GaussianActor(in_dim, self.action_dim, self.hidden)
 
     # --- acting ---------------------------------------------------------------------------------
-    def greedy_action(self, x: torch.Tensor) -> torch.Tensor:
-        """``[n, in_dim] -> [n, a]``: the mean action ``tanh(mean)``."""
-        return torch.tanh(self.actor(x)[0])
+    def greedy_action(self, out: np.ndarray) -> np.ndarray:
+        """``[n, 2a] -> [n, a]``: the mean action ``tanh(mean)`` (``out`` holds mean and log std, as
+        ``networks.GaussianActor``)."""
+        return np.tanh(out[:, : self.action_dim])
 
-    def explore_action(self, x: torch.Tensor, rng: np.random.Generator) -> np.ndarray:
-        """``[n, in_dim] -> [n, a]``: a policy sample ``tanh(mean + std * noise)``, noise from ``rng``."""
-        mean, log_std = self.actor(x)
-        noise = torch.as_tensor(rng.standard_normal(mean.shape), dtype=mean.dtype, device=self.device)
-        return squashed_gaussian(mean, log_std, noise)[0].cpu().numpy()
+    def explore_action(self, out: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``[n, 2a] -> [n, a]``: a policy sample ``tanh(mean + std * noise)``, noise from ``rng``."""
+        mean, log_std = out[:, : self.action_dim], np.clip(out[:, self.action_dim :], LOG_STD_MIN, LOG_STD_MAX)
+        return np.tanh(mean + np.exp(log_std) * rng.standard_normal(mean.shape))
 
     # --- learning -------------------------------------------------------------------------------
     def sample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

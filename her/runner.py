@@ -25,9 +25,9 @@ class Agent(Protocol):
 
     batch_size: int
 
-    def act(
-        self, obs: np.ndarray, goal: np.ndarray, explore: bool, rng: np.random.Generator | None = None
-    ) -> np.ndarray: ...
+    def acting_policy(
+        self,
+    ) -> Callable[[np.ndarray, np.ndarray, bool, np.random.Generator | None], np.ndarray]: ...
     def update_normalizers(self, obs: np.ndarray, goal: np.ndarray) -> None: ...
     def update(self, batch: Transitions) -> dict[str, float]: ...
     def update_targets(self) -> None: ...
@@ -176,17 +176,16 @@ class Runner:
         self._wall_s_before = 0.0  # training wall time of earlier sessions of this run (resume)
         self._start: float | None = None
 
-    def _explore(self, obs: np.ndarray, goal: np.ndarray) -> np.ndarray:
-        return self.agent.act(obs, goal, explore=True, rng=self.rng)
-
-    def _exploit(self, obs: np.ndarray, goal: np.ndarray) -> np.ndarray:
-        return self.agent.act(obs, goal, explore=False)
-
     def collect(self) -> Rollout:
         """Collect ``episodes_per_cycle`` exploring episodes, store them, update the normalizers."""
         first = self.env_steps == 0
+        policy = self.agent.acting_policy()
         rollout = collect_episodes(
-            self.train_env, self._explore, self.episodes_per_cycle, self.horizon, self.seed if first else None
+            self.train_env,
+            lambda obs, goal: policy(obs, goal, True, self.rng),
+            self.episodes_per_cycle,
+            self.horizon,
+            self.seed if first else None,
         )
         self.env_steps += self.episodes_per_cycle * self.horizon
         self.buffer.store(rollout.episodes)
@@ -221,9 +220,10 @@ class Runner:
 
     def evaluate(self) -> Rollout:
         """Deterministic episodes on the eval env."""
+        policy = self.agent.acting_policy()
         return collect_episodes(
             self.eval_env,
-            self._exploit,
+            lambda obs, goal: policy(obs, goal, False),
             self.eval_episodes,
             self.horizon,
             self.seed + 100_000 if self.epoch == 0 else None,

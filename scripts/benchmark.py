@@ -5,11 +5,15 @@
 Overrides are the same ``key=value`` options as scripts/train.py (e.g. ``env=FetchPush env.num_envs=2``).
 Measured, in one run:
   1. raw env steps/s of one env with random actions (the simulator limit);
-  2. collection steps/s inside the runner (policy inference, noise, storing) and its ratio to (1);
+  2. collection steps/s inside the runner (policy inference, noise, storing) and its ratio to (1); then the
+     same with ``--parallel`` async envs (subprocess workers), total steps/s;
   3. updates/s inside the runner (sampling + update) vs the same update in an isolated torch loop;
   4. relabel-sampler batches/s at batch 256 and 1024 from a full 1M-transition buffer;
-  5. seconds from process start to eval success >= 0.9 of ``scripts/train.py`` (FetchReach by default);
+  5. seconds from process start to eval success >= 0.9 of ``scripts/train.py`` (FetchReach by default),
+     one run per ``--solve-seeds`` seed;
   6. peak memory (RSS) and threads.
+Rates (1) and (2) are measured in ``--rounds`` alternating rounds and the best round of each is kept, so
+that a slow spell of the machine does not fall on one side of a ratio only.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from omegaconf import DictConfig
 from envs import env_info, make_env
 from her import HerReplayBuffer
 from her.relabel import Transitions
+from her.runner import Runner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train import CONFIG_DIR, ConfigError, build_runner  # noqa: E402
@@ -61,17 +66,38 @@ def raw_env_rate(env_id: str, steps: int, seed: int = 0) -> float:
     return rate
 
 
-def collection_rate(cfg: DictConfig, episodes: int, n: int) -> tuple[float, float, float, Any]:
-    """Runner collection and learning rates. Returns (collect steps/s, runner updates/s,
-    isolated updates/s, runner): ``episodes`` collected episodes and ``n`` updates timed."""
+def collect_rate(runner: Runner) -> float:
+    """Env steps/s of one ``runner.collect()`` (collection, storing, normalizer update)."""
+    start = time.perf_counter()
+    runner.collect()
+    return runner.episodes_per_cycle * runner.horizon / (time.perf_counter() - start)
+
+
+def prepared_runner(cfg: DictConfig, episodes: int) -> Runner:
+    """A runner on ``cfg`` that collects ``episodes`` episodes (rounded to its envs) per ``collect``, warmed up."""
     runner, _ = build_runner(cfg, run_dir=None)
     runner.progress = False
     runner.episodes_per_cycle = runner.train_env.num_envs * max(1, episodes // runner.train_env.num_envs)
     runner.collect()  # warm-up: first reset, first stores
-    start = time.perf_counter()
-    runner.collect()
-    collect = runner.episodes_per_cycle * runner.horizon / (time.perf_counter() - start)
+    return runner
 
+
+def env_rates(cfg: DictConfig, parallel_cfg: DictConfig, steps: int, rounds: int) -> dict[str, float]:
+    """Items 1 and 2: raw, runner and parallel-runner collection rates, best of ``rounds`` alternating rounds."""
+    runners = {"collect": prepared_runner(cfg, steps // 50), "parallel": prepared_runner(parallel_cfg, steps // 50)}
+    best = {"raw": 0.0, "collect": 0.0, "parallel": 0.0}
+    for _ in range(rounds):
+        best["raw"] = max(best["raw"], raw_env_rate(cfg.env.id, steps))
+        for name, runner in runners.items():
+            best[name] = max(best[name], collect_rate(runner))
+    for runner in runners.values():
+        runner.close()
+    return best
+
+
+def update_rates(cfg: DictConfig, n: int) -> tuple[float, float, Runner]:
+    """Item 3: (runner updates/s, isolated updates/s, runner) over ``n`` timed updates each."""
+    runner = prepared_runner(cfg, 20)
     runner.learn(10)  # warm-up
     start = time.perf_counter()
     runner.learn(n)
@@ -85,7 +111,7 @@ def collection_rate(cfg: DictConfig, episodes: int, n: int) -> tuple[float, floa
     for _ in range(n):
         agent.update(fixed)
     isolated = n / (time.perf_counter() - start)
-    return collect, in_runner, isolated, runner
+    return in_runner, isolated, runner
 
 
 def sampler_rate(env_id: str, batch_size: int, seconds: float = 1.0, size: int = 1_000_000) -> float:
@@ -147,10 +173,20 @@ def main() -> None:
     parser.add_argument("--skip-solve", action="store_true", help="skip the time-to-success run (item 5)")
     parser.add_argument("--solve-env", default="FetchReach", help="env config for item 5")
     parser.add_argument("--sampler-size", type=int, default=1_000_000, help="buffer transitions for item 4")
+    parser.add_argument("--parallel", type=int, default=2, help="async envs for the parallel collection rate")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of items 1 and 2")
+    parser.add_argument("--solve-seeds", default="0", help="comma-separated seeds of the item-5 runs")
     parser.add_argument("overrides", nargs="*", help="train.py overrides, e.g. env=FetchPush env.num_envs=2")
     args = parser.parse_args()
     if args.sampler_size < 50_000:
         parser.error(f"--sampler-size={args.sampler_size}: expected at least 50000 transitions (1,000 episodes)")
+    for name in ("parallel", "rounds"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name}={getattr(args, name)}: expected a positive integer")
+    try:
+        solve_seeds = [int(seed) for seed in args.solve_seeds.split(",")]
+    except ValueError:
+        parser.error(f"--solve-seeds={args.solve_seeds}: expected comma-separated integers, e.g. 0,1,2")
 
     cfg = load_config(args.overrides + ["logger.tensorboard=false", "progress=false"])
     quick = args.quick
@@ -165,11 +201,19 @@ def main() -> None:
         "torch": torch.__version__,
     }
 
-    results["raw_env_steps_per_s"] = raw_env_rate(env_id, 200 if quick else 5000)
-    collect, in_runner, isolated, runner = collection_rate(cfg, 2 if quick else 20, 5 if quick else 200)
+    n = args.parallel  # episode counts must be multiples of the envs
+    parallel_overrides = [f"env.num_envs={n}", "env.vectorization=async", f"runner.episodes_per_cycle={n}",
+                          f"runner.eval_episodes={n}"]  # fmt: skip
+    parallel_cfg = load_config(args.overrides + parallel_overrides + ["logger.tensorboard=false", "progress=false"])
+    rates = env_rates(cfg, parallel_cfg, 100 if quick else 1000, 1 if quick else args.rounds)
+    results["raw_env_steps_per_s"] = rates["raw"]
+    results["collect_steps_per_s"] = rates["collect"]
+    results["collect_ratio_to_raw"] = rates["collect"] / rates["raw"]
+    results["parallel_num_envs"] = args.parallel
+    results["parallel_collect_steps_per_s"] = rates["parallel"]
+    results["parallel_ratio_to_collect"] = rates["parallel"] / rates["collect"]
+    in_runner, isolated, runner = update_rates(cfg, 5 if quick else 200)
     results["torch_threads"] = torch.get_num_threads()
-    results["collect_steps_per_s"] = collect
-    results["collect_ratio_to_raw"] = collect / results["raw_env_steps_per_s"]
     results["runner_updates_per_s"] = in_runner
     results["isolated_updates_per_s"] = isolated
     results["update_ratio"] = in_runner / isolated
@@ -185,11 +229,13 @@ def main() -> None:
 
     if not args.skip_solve:
         solve = [f"env={args.solve_env}"] + (["runner.epochs=1", "runner.cycles_per_epoch=1"] if quick else [])
-        reach = time_to_success(solve, 0.9, 60 if quick else 300)
+        runs = [time_to_success([*solve, f"seed={seed}"], 0.9, 60 if quick else 300) for seed in solve_seeds]
         results["solve_env"] = args.solve_env
-        results["time_to_success_0.9_s"] = reach["seconds"]
-        results["time_to_success_env_steps"] = reach["env_steps"]
-        results["time_to_success_updates"] = reach["updates"]
+        results["solve_seeds"] = solve_seeds
+        for key in ("seconds", "env_steps", "updates"):
+            results[f"time_to_success_{key}"] = [run[key] for run in runs]
+        seconds = [run["seconds"] for run in runs]
+        results["time_to_success_0.9_s"] = None if None in seconds else max(seconds)
 
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     width = max(len(k) for k in results)

@@ -20,6 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
+from threadpoolctl import threadpool_limits
 
 from envs import EnvInfo, env_info, make_env, make_vector_env
 from her import checkpoint, validation
@@ -133,6 +134,9 @@ def build_runner(cfg: DictConfig, run_dir: Path | None, resume_step: int | None 
     torch.set_num_threads(
         torch_threads(cfg.torch_threads, cfg.env.num_envs, cfg.env.vectorization, distributed.local_world_size)
     )
+    # NumPy's BLAS does only the small matmuls of acting (agents.acting): its extra threads slow those ~3x
+    # at batch 8 while torch's threads are busy.
+    threadpool_limits(1, user_api="blas")
     torch.manual_seed(seed)  # network initialization (rank 0's is copied to the other ranks)
 
     check_options("agent", cfg.agent)

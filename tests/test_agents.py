@@ -86,6 +86,24 @@ def test_one_update_moves_the_online_networks_and_reports_the_logged_keys(cls):
 
 
 @pytest.mark.parametrize("cls", AGENTS)
+def test_numpy_acting_matches_the_torch_networks(cls):
+    """The NumPy snapshot used for acting computes the torch actor's greedy action on normalized inputs, and
+    follows later weight and normalizer changes only when a new snapshot is taken."""
+    ag = make(cls)
+    rng = np.random.default_rng(1)
+    ag.update_normalizers(rng.normal(3.0, 2.0, (500, OBS)), rng.normal(-1.0, 0.5, (500, G)))
+    obs, goal = rng.normal(3.0, 2.0, (64, OBS)).astype(np.float32), rng.normal(-1.0, 0.5, (64, G)).astype(np.float32)
+    policy = ag.acting_policy()
+    with torch.no_grad():
+        out = ag.actor(ag.inputs(torch.as_tensor(obs), torch.as_tensor(goal)))
+        expected = 2.0 * (torch.tanh(out[0]) if cls is SAC else out).numpy()  # action_max = 2
+    np.testing.assert_allclose(policy(obs, goal, False), expected, atol=1e-4)
+    ag.update(batch(0))
+    assert not np.allclose(ag.act(obs, goal, False), policy(obs, goal, False), atol=1e-6)
+    np.testing.assert_allclose(ag.act(obs, goal, False), ag.acting_policy()(obs, goal, False))
+
+
+@pytest.mark.parametrize("cls", AGENTS)
 def test_actions_are_bounded_and_greedy_actions_deterministic(cls):
     ag = make(cls)
     obs, goal = np.random.default_rng(0).normal(size=(200, OBS)), np.zeros((200, G))

@@ -18,9 +18,12 @@ def test_benchmark_quick_writes_positive_figures(tmp_path):
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     for key in ("raw_env_steps_per_s", "collect_steps_per_s", "collect_ratio_to_raw", "runner_updates_per_s",
-                "isolated_updates_per_s", "update_ratio", "sampler_batches_per_s_256", "sampler_batches_per_s_1024",
+                "isolated_updates_per_s", "update_ratio",
+                "parallel_collect_steps_per_s", "parallel_ratio_to_collect",
+                "sampler_batches_per_s_256", "sampler_batches_per_s_1024",
                 "peak_rss_mb", "torch_threads", "threads"):  # fmt: skip
         assert result[key] > 0, key
     assert result["env"] == "PointReach-v0"
-    assert "time_to_success_0.9_s" in result
+    assert "time_to_success_0.9_s" in result and result["solve_seeds"] == [0]
+    assert len(result["time_to_success_env_steps"]) == 1
     assert "collect_steps_per_s" in proc.stdout  # the printed table

@@ -35,7 +35,7 @@ def test_point_env_is_solved_by_td3_and_sac(tmp_path, agent):
 
 
 def test_fetch_reach_is_solved(tmp_path):
-    cfg = compose_config("env=FetchReach", "seed=1", "progress=false", "logger.tensorboard=false", "runner.epochs=3")
+    cfg = compose_config("env=FetchReach", "seed=1", "progress=false", "logger.tensorboard=false", "runner.epochs=8")
     metrics = train(cfg, tmp_path)
     assert metrics["eval_success_rate"] >= 0.9, read_metrics(tmp_path)
 
