@@ -4,6 +4,8 @@ Each argument is a run dir, a directory holding run dirs (searched for ``metrics
 them. Runs are grouped by env (from each run's ``.hydra/config.yaml``); each env gets one panel: the
 metric (default ``eval_success_rate``) against env steps, thin lines per run (seed), a bold line for the
 mean over runs and a band for their min-max spread at the env steps all runs have reached.
+``--smooth N`` first replaces each run's value at every evaluation by the mean of its last N evaluations
+(long runs with few eval episodes per epoch are noisy).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from her.metrics import read_records  # noqa: E402
@@ -69,6 +72,23 @@ def load_curve(run_dir: Path, metric: str) -> Curve:
     return Curve(run_dir, str(cfg.env.id), cfg.get("seed"), steps, values)
 
 
+def smoothed(curve: Curve, n: int) -> Curve:
+    """``curve`` with each value replaced by the mean of the ``n`` values up to it (trailing), from its
+    ``n``-th point on (all of it when ``n`` is 1)."""
+    if n <= 1 or len(curve.values) < n:
+        return curve if n <= 1 else Curve(curve.run_dir, curve.env_id, curve.seed, curve.steps[:0], curve.values[:0])
+    values = np.convolve(curve.values, np.full(n, 1.0 / n), mode="valid")
+    return Curve(curve.run_dir, curve.env_id, curve.seed, curve.steps[n - 1 :], values)
+
+
+def step_label(x: float, _pos: int | None = None) -> str:
+    """``250 -> '250'``, ``340000 -> '340k'``, ``1500000 -> '1.5M'``."""
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"{x / scale:g}{suffix}"
+    return f"{x:g}"
+
+
 def spread(curves: Sequence[Curve]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``steps [k], mean [k], low [k], high [k]`` over ``curves`` at the ``k`` env steps all of them have."""
     steps = curves[0].steps
@@ -78,7 +98,7 @@ def spread(curves: Sequence[Curve]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return steps, values.mean(axis=0), values.min(axis=0), values.max(axis=0)
 
 
-def plot(curves: Sequence[Curve], metric: str, out: Path) -> dict[str, int]:
+def plot(curves: Sequence[Curve], metric: str, out: Path, ylabel: str | None = None) -> dict[str, int]:
     """Draw one panel per env to ``out`` (PNG); returns the number of runs per env."""
     by_env: dict[str, list[Curve]] = defaultdict(list)
     for c in curves:
@@ -88,13 +108,15 @@ def plot(curves: Sequence[Curve], metric: str, out: Path) -> dict[str, int]:
     fig, axes = plt.subplots(rows, cols, figsize=(5.0 * cols, 3.6 * rows), squeeze=False)
     for ax, (env_id, runs) in zip(axes.flat, sorted(by_env.items())):
         for c in runs:
-            ax.plot(c.steps, c.values, color="tab:blue", alpha=0.3, linewidth=0.8)
+            ax.plot(c.steps, c.values, color="tab:blue", alpha=0.45, linewidth=0.8)
         steps, mean, low, high = spread(runs)
         ax.fill_between(steps, low, high, color="tab:blue", alpha=0.2, linewidth=0, label="min-max")
-        ax.plot(steps, mean, color="tab:blue", linewidth=2.0, marker="o", markersize=3, label=f"mean of {len(runs)}")
+        marker = "o" if len(steps) <= 60 else None  # dots only where they can be told apart
+        ax.plot(steps, mean, color="tab:blue", linewidth=2.0, marker=marker, markersize=3, label=f"mean of {len(runs)}")
         ax.set_title(f"{env_id} ({len(runs)} run{'s' * (len(runs) > 1)})")
         ax.set_xlabel("env steps")
-        ax.set_ylabel(metric.replace("_", " "))
+        ax.xaxis.set_major_formatter(FuncFormatter(step_label))
+        ax.set_ylabel(ylabel or metric.replace("_", " "))
         if metric.endswith("success_rate"):
             ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
@@ -113,9 +135,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", help="run dirs, dirs of runs, or globs of them")
     parser.add_argument("-o", "--out", type=Path, default=Path("success_rate.png"), help="PNG file to write")
     parser.add_argument("--metric", default="eval_success_rate", help="a metrics.jsonl key (default: %(default)s)")
+    parser.add_argument("--smooth", type=int, default=1, help="mean over the last N evaluations (default: 1, none)")
     args = parser.parse_args(argv)
+    if args.smooth < 1:
+        parser.error(f"--smooth={args.smooth}: expected a positive integer (1: no smoothing)")
+    ylabel = args.metric.replace("_", " ") + (f", mean of last {args.smooth} evals" if args.smooth > 1 else "")
     try:
-        counts = plot([load_curve(r, args.metric) for r in find_runs(args.runs)], args.metric, args.out)
+        curves = [smoothed(load_curve(r, args.metric), args.smooth) for r in find_runs(args.runs)]
+        if short := [str(c.run_dir) for c in curves if len(c.steps) == 0]:
+            raise PlotError(f"fewer than --smooth={args.smooth} evaluations in {', '.join(short)}")
+        counts = plot(curves, args.metric, args.out, ylabel)
     except PlotError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

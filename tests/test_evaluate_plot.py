@@ -121,6 +121,18 @@ def test_plot_spread_uses_the_steps_all_runs_reached(tmp_path):
     np.testing.assert_allclose(np.stack([steps, mean, low, high]), [[100, 200], [0.1, 0.6], [0.0, 0.5], [0.2, 0.7]])
 
 
+def test_plot_smoothing_is_a_trailing_mean(tmp_path, capsys):
+    from plot import load_curve, smoothed, step_label
+
+    fake_run(tmp_path / "a", "A-v0", 0, [0.0, 0.5, 1.0, 0.5])
+    curve = smoothed(load_curve(tmp_path / "a", "eval_success_rate"), 2)
+    np.testing.assert_allclose(np.stack([curve.steps, curve.values]), [[200, 300, 400], [0.25, 0.75, 0.75]])
+    assert [step_label(x) for x in (250, 340_000, 1_500_000)] == ["250", "340k", "1.5M"]
+    assert plot_main([str(tmp_path / "a"), "--smooth", "3", "-o", str(tmp_path / "p.png")]) == 0
+    assert plot_main([str(tmp_path / "a"), "--smooth", "5"]) == 2
+    assert "fewer than --smooth=5 evaluations" in capsys.readouterr().err
+
+
 def test_plot_bad_input(tmp_path, capsys):
     assert plot_main([str(tmp_path / "nope")]) == 2
     assert f"error: {tmp_path / 'nope'}: no such file or directory" in capsys.readouterr().err
