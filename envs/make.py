@@ -95,9 +95,9 @@ def make_vector_env(env_id: str, num_envs: int = 1, vectorization: str = "sync")
     callers copy what they keep before the next ``step``."""
     num_envs = validation.positive_int("num_envs", num_envs)
     validation.choice("vectorization", vectorization, VECTORIZATION_MODES)
-    make_env(env_id).close()  # fail here, with a clear message, rather than inside a worker
     fns = [functools.partial(make_env, env_id)] * num_envs
     if vectorization == "async":
+        make_env(env_id).close()  # fail here, with a clear message, rather than inside a worker
         with _sigint_ignored():
             return gym.vector.AsyncVectorEnv(fns, shared_memory=True, copy=False)
     return gym.vector.SyncVectorEnv(fns, copy=False)
