@@ -35,12 +35,16 @@ def adam(params: Iterable[torch.Tensor], lr: float) -> torch.optim.Adam:
 
 @contextmanager
 def frozen(module: nn.Module) -> Iterator[None]:
-    """No parameter gradients for ``module`` inside the block (gradients still flow through it to its inputs)."""
+    """No parameter gradients for ``module`` inside the block (gradients still flow through it to its inputs);
+    each parameter's ``requires_grad`` is restored after it."""
+    params = list(module.parameters())
+    flags = [p.requires_grad for p in params]
     module.requires_grad_(False)
     try:
         yield
     finally:
-        module.requires_grad_(True)
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
 
 
 class ActorCriticAgent(ABC):

@@ -48,13 +48,15 @@ class Policy:
     """Deterministic actions of a trained agent (no exploration noise) for goal-env observations.
 
     Args:
-        agent: anything with ``act(obs [n, o], goal [n, g], explore=False) -> [n, a]``.
+        agent: a trained agent; its ``acting_policy()`` snapshot, taken here once, gives the actions (later
+            changes to ``agent`` do not reach this policy).
         env: the checkpoint's env record (``id``, ``obs_dim``, ``goal_dim``, ``action_dim``, ...).
         counters: ``epoch``, ``env_steps``, ``updates`` of the checkpoint.
     """
 
     def __init__(self, agent: Any, env: Mapping[str, Any], counters: Mapping[str, int] | None = None) -> None:
         self.agent = agent
+        self._act = agent.acting_policy()
         self.env = dict(env)
         self.counters = dict(counters or {})
 
@@ -66,7 +68,7 @@ class Policy:
         if o.ndim != g.ndim or len(o) != len(g):
             raise ValueError(f"observation {o.shape} and desired_goal {g.shape} differ in batch shape")
         batched = o.ndim == 2
-        action = self.agent.act(np.atleast_2d(o), np.atleast_2d(g), explore=False)
+        action = self._act(np.atleast_2d(o), np.atleast_2d(g), False)
         return action if batched else action[0]
 
     @staticmethod

@@ -75,10 +75,13 @@ def load_curve(run_dir: Path, metric: str) -> Curve:
 def smoothed(curve: Curve, n: int) -> Curve:
     """``curve`` with each value replaced by the mean of the ``n`` values up to it (trailing), from its
     ``n``-th point on (all of it when ``n`` is 1)."""
-    if n <= 1 or len(curve.values) < n:
-        return curve if n <= 1 else Curve(curve.run_dir, curve.env_id, curve.seed, curve.steps[:0], curve.values[:0])
-    values = np.convolve(curve.values, np.full(n, 1.0 / n), mode="valid")
-    return Curve(curve.run_dir, curve.env_id, curve.seed, curve.steps[n - 1 :], values)
+    if n == 1:
+        return curve
+    if len(curve.values) < n:  # (np.convolve's "valid" would swap the operands)
+        values = curve.values[:0]
+    else:
+        values = np.convolve(curve.values, np.full(n, 1.0 / n), mode="valid")
+    return Curve(curve.run_dir, curve.env_id, curve.seed, curve.steps[n - 1 :][: len(values)], values)
 
 
 def step_label(x: float, _pos: int | None = None) -> str:
