@@ -9,7 +9,7 @@ between them), and ``ActorCriticAgent.act`` takes one per call.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from torch import nn
@@ -70,6 +70,9 @@ class HostPolicy:
 
     ``greedy(out)`` and ``explore(out, rng)`` map the MLP's ``[n, out]`` output to actions in ``[-1, 1]``
     (the agent's own head: tanh for DDPG/TD3, a squashed Gaussian for SAC).
+
+    A call is a few dozen NumPy operations on one row per env, ~1 µs each, so the two normalizers are applied
+    as one, in place, on the concatenated input.
     """
 
     obs_norm: HostNormalizer
@@ -78,16 +81,33 @@ class HostPolicy:
     greedy: Callable[[np.ndarray], np.ndarray]
     explore: Callable[[np.ndarray, np.random.Generator], np.ndarray]
     action_max: float
+    _mean: np.ndarray = field(init=False, repr=False)
+    _std: np.ndarray = field(init=False, repr=False)
+    _clip: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        norms = (self.obs_norm, self.goal_norm)
+        object.__setattr__(self, "_mean", np.concatenate([n.mean for n in norms]).astype(np.float32))
+        object.__setattr__(self, "_std", np.concatenate([n.std for n in norms]).astype(np.float32))
+        clip = np.concatenate([np.full(len(n.mean), n.clip, np.float32) for n in norms])
+        object.__setattr__(self, "_clip", clip)
 
     def __call__(
         self, obs: np.ndarray, goal: np.ndarray, explore: bool, rng: np.random.Generator | None = None
     ) -> np.ndarray:
-        o, g = np.asarray(obs, np.float32), np.asarray(goal, np.float32)
-        out = self.net(np.concatenate([self.obs_norm(o), self.goal_norm(g)], -1))
+        x = np.concatenate((obs, goal), axis=-1, dtype=np.float32)  # a new array: normalized in place
+        x -= self._mean
+        x /= self._std
+        np.minimum(x, self._clip, out=x)
+        np.maximum(x, -self._clip, out=x)
+        out = self.net(x)
         if explore:
             if rng is None:
                 raise ValueError("exploring needs an rng (numpy.random.Generator)")
             action = self.explore(out, rng)
         else:
             action = self.greedy(out)
-        return (action * self.action_max).astype(np.float32)
+        action = np.asarray(action, dtype=np.float32)
+        if self.action_max != 1.0:
+            action = action * np.float32(self.action_max)
+        return action

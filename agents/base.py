@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -16,6 +16,7 @@ from torch import nn
 from agents.acting import HostMLP, HostPolicy
 from agents.networks import CriticEnsemble
 from agents.normalizer import RunningNormalizer
+from agents.optim import Adam
 from her import validation
 from her.relabel import Transitions
 
@@ -25,12 +26,6 @@ def polyak_update(target: nn.Module, source: nn.Module, polyak: float) -> None:
     """``target <- polyak * target + (1 - polyak) * source``, parameter by parameter."""
     for t, s in zip(target.parameters(), source.parameters()):
         t.mul_(polyak).add_(s, alpha=1.0 - polyak)
-
-
-def adam(params: Iterable[torch.Tensor], lr: float) -> torch.optim.Adam:
-    """Adam with the fused implementation (one kernel per step instead of ~10 ops per parameter: ~10% faster
-    updates of the 3x256 networks on a CPU)."""
-    return torch.optim.Adam(params, lr=lr, fused=True)
 
 
 @contextmanager
@@ -112,8 +107,8 @@ class ActorCriticAgent(ABC):
         self.critic = CriticEnsemble(in_dim, action_dim, self.hidden, self.n_critics, self.critic_layer_norm)
         self.critic = self.critic.to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = adam(self.actor.parameters(), validation.positive_real("lr_actor", lr_actor))
-        self.critic_opt = adam(self.critic.parameters(), validation.positive_real("lr_critic", lr_critic))
+        self.actor_opt = Adam(self.actor.parameters(), validation.positive_real("lr_actor", lr_actor))
+        self.critic_opt = Adam(self.critic.parameters(), validation.positive_real("lr_critic", lr_critic))
         self.generator: torch.Generator | None = None  # set by agents that sample noise while learning
         self.n_updates = 0
 
@@ -203,8 +198,8 @@ class ActorCriticAgent(ABC):
         return self.action_l2 * action.pow(2).mean()
 
     @staticmethod
-    def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-        optimizer.zero_grad(set_to_none=True)
+    def step(optimizer: Adam, loss: torch.Tensor) -> None:
+        optimizer.zero_grad()
         loss.backward()
         optimizer.step()
 

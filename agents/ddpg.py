@@ -41,9 +41,11 @@ class DDPG(ActorCriticAgent):
         """``[n, a] -> [n, a]``: ``pi(s)`` plus Gaussian noise, and with probability ``random_eps`` a
         uniform random action instead."""
         action = np.tanh(out)
-        action = np.clip(action + self.noise_eps * rng.standard_normal(action.shape), -1.0, 1.0)
+        action += self.noise_eps * rng.standard_normal(action.shape)
+        np.clip(action, -1.0, 1.0, out=action)
         random_rows = rng.random(len(action)) < self.random_eps
-        action[random_rows] = rng.uniform(-1.0, 1.0, (int(random_rows.sum()), self.action_dim))
+        if random_rows.any():  # (a draw of zero rows takes nothing from rng either)
+            action[random_rows] = rng.uniform(-1.0, 1.0, (int(random_rows.sum()), self.action_dim))
         return action
 
     # --- learning -------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from torch import nn
 
 from agents.base import ActorCriticAgent
 from agents.networks import LOG_STD_MAX, LOG_STD_MIN, GaussianActor, Temperature, squashed_gaussian
+from agents.optim import Adam
 from her import validation
 
 
@@ -43,9 +44,7 @@ class SAC(ActorCriticAgent):
             target_entropy = -float(self.action_dim)
         self.target_entropy = validation.real_in_range("target_entropy", target_entropy, -np.inf, np.inf)
         self.temperature = Temperature(validation.positive_real("init_alpha", init_alpha)).to(self.device)
-        self.alpha_opt = torch.optim.Adam(
-            self.temperature.parameters(), lr=validation.positive_real("lr_alpha", lr_alpha)
-        )
+        self.alpha_opt = Adam(self.temperature.parameters(), validation.positive_real("lr_alpha", lr_alpha))
         self.generator = self.make_generator()
 
     def build_actor(self, in_dim: int) -> nn.Module:

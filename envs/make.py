@@ -15,10 +15,9 @@ import numpy as np
 from gymnasium import spaces
 
 from her import validation
-from her.relabel import RewardFn
+from her.relabel import GOAL_KEYS, RewardFn
 
 POINT_ENV_ID = "PointReach-v0"
-GOAL_KEYS = ("observation", "achieved_goal", "desired_goal")
 VECTORIZATION_MODES = ("sync", "async")
 
 

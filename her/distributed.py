@@ -30,6 +30,7 @@ import torch.distributed as dist
 from torch import nn
 
 from agents.normalizer import RunningNormalizer
+from agents.optim import Adam
 from her import validation
 
 
@@ -64,7 +65,7 @@ class AgentParts:
 
     modules: dict[str, nn.Module]
     parameters: dict[str, torch.Tensor]
-    optimizers: dict[str, torch.optim.Optimizer]
+    optimizers: dict[str, torch.optim.Optimizer | Adam]
     normalizers: dict[str, RunningNormalizer]
 
 
@@ -76,7 +77,7 @@ def agent_parts(agent: object) -> AgentParts:
     return AgentParts(
         modules={n: v for n, v in attrs if isinstance(v, nn.Module)},
         parameters={n: v for n, v in attrs if isinstance(v, torch.Tensor) and v.requires_grad},
-        optimizers={n: v for n, v in attrs if isinstance(v, torch.optim.Optimizer)},
+        optimizers={n: v for n, v in attrs if isinstance(v, (torch.optim.Optimizer, Adam))},
         normalizers={n: v for n, v in attrs if isinstance(v, RunningNormalizer)},
     )
 
@@ -149,7 +150,7 @@ class Distributed:
         tensor.data.copy_(buf)
 
     # --- collectives used during training -------------------------------------------------------
-    def _before_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    def _before_optimizer_step(self, optimizer: torch.optim.Optimizer | Adam, args: Any, kwargs: Any) -> None:
         self.all_reduce_grads(p for group in optimizer.param_groups for p in group["params"])
 
     @torch.no_grad()

@@ -19,6 +19,9 @@ import numpy as np
 from her import validation
 from her.buffer import EpisodeBuffer
 
+GOAL_KEYS = ("observation", "achieved_goal", "desired_goal")
+"""The keys of a goal env's Dict observations (gymnasium-robotics' GoalEnv)."""
+
 
 class RewardFn(Protocol):
     """``compute_reward(achieved_goal [B, g], desired_goal [B, g], info) -> rewards [B]`` (gymnasium GoalEnv)."""

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from her import validation
 from her.distributed import Distributed
 from her.metrics import MetricsLogger
-from her.relabel import HerReplayBuffer, Transitions, sample_her_transitions
+from her.relabel import GOAL_KEYS, HerReplayBuffer, Transitions, sample_her_transitions
 from her.rng import env_rng_states, generator_from_state, generator_state, set_env_rng_states
 from her.transfer import BatchToDevice
 
@@ -45,6 +45,42 @@ class Rollout:
     ret: np.ndarray
 
 
+StepInto = Callable[[np.ndarray, tuple[np.ndarray, ...], np.ndarray, np.ndarray], None]
+
+
+def step_into(env: gym.vector.VectorEnv) -> StepInto:
+    """``step(actions [n, a], out, ret [n], success [n])``: step each of ``env``'s ``n`` envs once, write the
+    new ``observation``, ``achieved_goal`` and ``desired_goal`` into the three ``[n, dim]`` arrays of ``out``,
+    add the rewards to ``ret`` and set ``success`` to the steps' ``is_success`` (0 where an env has none).
+
+    A ``SyncVectorEnv``'s envs are stepped one by one, their observations written straight to ``out``:
+    gymnasium's batching of Dict observations and its autoreset bookkeeping cost ~60 µs a step, ~5% of a Fetch
+    step, and autoreset is never needed here (every episode starts with an explicit ``reset``). Other vector
+    envs (subprocess workers) step through their own ``step``.
+    """
+    if isinstance(env, gym.vector.SyncVectorEnv):
+        envs = env.envs
+
+        def step_each(actions: np.ndarray, out: tuple[np.ndarray, ...], ret: np.ndarray, success: np.ndarray) -> None:
+            for i, sub_env in enumerate(envs):
+                obs, reward, _, _, info = sub_env.step(actions[i])
+                for key, dst in zip(GOAL_KEYS, out):
+                    dst[i] = obs[key]
+                ret[i] += reward
+                success[i] = info.get("is_success", 0.0)
+
+        return step_each
+
+    def step_batched(actions: np.ndarray, out: tuple[np.ndarray, ...], ret: np.ndarray, success: np.ndarray) -> None:
+        obs, reward, _, _, info = env.step(actions)
+        for key, dst in zip(GOAL_KEYS, out):
+            dst[:] = obs[key]
+        ret += reward
+        success[:] = info.get("is_success", 0.0)
+
+    return step_batched
+
+
 def collect_episodes(
     env: gym.vector.VectorEnv,
     policy: Callable[[np.ndarray, np.ndarray], np.ndarray],
@@ -60,24 +96,19 @@ def collect_episodes(
     n_envs = env.num_envs
     if n_episodes % n_envs:
         raise ValueError(f"n_episodes={n_episodes} must be a multiple of num_envs={n_envs}")
+    step = step_into(env)
     parts: list[Rollout] = []
     for r in range(n_episodes // n_envs):
         obs, _ = env.reset(seed=[seed + i for i in range(n_envs)] if seed is not None and r == 0 else None)
-        o = np.empty((n_envs, horizon + 1, obs["observation"].shape[-1]), np.float32)
-        ag = np.empty((n_envs, horizon + 1, obs["achieved_goal"].shape[-1]), np.float32)
-        g = np.empty((n_envs, horizon, obs["desired_goal"].shape[-1]), np.float32)
+        # [n, T + 1, dim] each; the goal after the last step is not kept.
+        o, ag, g = (np.empty((n_envs, horizon + 1, obs[key].shape[-1]), np.float32) for key in GOAL_KEYS)
         actions = np.empty((n_envs, horizon, env.single_action_space.shape[0]), np.float32)
-        ret = np.zeros(n_envs, np.float64)
-        o[:, 0], ag[:, 0] = obs["observation"], obs["achieved_goal"]
-        info: dict[str, Any] = {}
+        ret, success = np.zeros(n_envs, np.float64), np.zeros(n_envs, np.float64)
+        o[:, 0], ag[:, 0], g[:, 0] = (obs[key] for key in GOAL_KEYS)
         for t in range(horizon):
-            g[:, t] = obs["desired_goal"]
             actions[:, t] = policy(o[:, t], g[:, t])
-            obs, reward, _, _, info = env.step(actions[:, t])
-            o[:, t + 1], ag[:, t + 1] = obs["observation"], obs["achieved_goal"]
-            ret += reward
-        success = np.asarray(info.get("is_success", np.zeros(n_envs)), dtype=np.float64)
-        parts.append(Rollout({"obs": o, "ag": ag, "g": g, "action": actions}, success, ret))
+            step(actions[:, t], (o[:, t + 1], ag[:, t + 1], g[:, t + 1]), ret, success)
+        parts.append(Rollout({"obs": o, "ag": ag, "g": g[:, :horizon], "action": actions}, success, ret))
     return Rollout(
         {k: np.concatenate([p.episodes[k] for p in parts]) for k in parts[0].episodes},
         np.concatenate([p.success for p in parts]),
