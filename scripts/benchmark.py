@@ -12,8 +12,9 @@ Measured, in one run:
   5. seconds from process start to eval success >= 0.9 of ``scripts/train.py`` (FetchReach by default),
      one run per ``--solve-seeds`` seed;
   6. peak memory (RSS) and threads.
-Rates (1) and (2) are measured in ``--rounds`` alternating rounds and the best round of each is kept, so
-that a slow spell of the machine does not fall on one side of a ratio only.
+Rates (1) and (2) are measured in ``--rounds`` alternating rounds of one episode per env each; rates are
+medians over rounds and ratios medians of each round's own ratio, so that a slow spell of the machine falls
+on both sides of a ratio.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
@@ -49,55 +51,67 @@ def load_config(overrides: list[str]) -> DictConfig:
         return compose(config_name="train", overrides=overrides)
 
 
-def raw_env_rate(env_id: str, steps: int, seed: int = 0) -> float:
-    """Env steps/s of one env with random actions, reset every episode: ``[steps]`` steps timed."""
-    env = make_env(env_id)
-    horizon = env_info(env).horizon
-    rng = np.random.default_rng(seed)
-    actions = rng.uniform(-1, 1, (steps, env.action_space.shape[0])).astype(np.float32)
-    env.reset(seed=seed)
+def raw_episode_seconds(env: gym.Env, actions: np.ndarray) -> float:
+    """Seconds for one episode on ``env``: a reset, then one step per row of ``actions`` ``[T, a]``."""
     start = time.perf_counter()
-    for i in range(steps):
-        env.step(actions[i])
-        if (i + 1) % horizon == 0:
-            env.reset()
-    rate = steps / (time.perf_counter() - start)
-    env.close()
-    return rate
+    env.reset()
+    for action in actions:
+        env.step(action)
+    return time.perf_counter() - start
 
 
-def collect_rate(runner: Runner) -> float:
-    """Env steps/s of one ``runner.collect()`` (collection, storing, normalizer update)."""
+def collect_seconds(runner: Runner) -> float:
+    """Seconds of one ``runner.collect()`` (collection, storing, normalizer update)."""
     start = time.perf_counter()
     runner.collect()
-    return runner.episodes_per_cycle * runner.horizon / (time.perf_counter() - start)
+    return time.perf_counter() - start
 
 
-def prepared_runner(cfg: DictConfig, episodes: int) -> Runner:
-    """A runner on ``cfg`` that collects ``episodes`` episodes (rounded to its envs) per ``collect``, warmed up."""
+def prepared_runner(cfg: DictConfig, warmup_collects: int = 1) -> Runner:
+    """A runner on ``cfg`` that collects one episode per env per ``collect``, after ``warmup_collects``
+    untimed collections (first reset, first stores)."""
     runner, _ = build_runner(cfg, run_dir=None)
     runner.progress = False
-    runner.episodes_per_cycle = runner.train_env.num_envs * max(1, episodes // runner.train_env.num_envs)
-    runner.collect()  # warm-up: first reset, first stores
+    runner.episodes_per_cycle = runner.train_env.num_envs
+    for _ in range(warmup_collects):
+        runner.collect()
     return runner
 
 
-def env_rates(cfg: DictConfig, parallel_cfg: DictConfig, steps: int, rounds: int) -> dict[str, float]:
-    """Items 1 and 2: raw, runner and parallel-runner collection rates, best of ``rounds`` alternating rounds."""
-    runners = {"collect": prepared_runner(cfg, steps // 50), "parallel": prepared_runner(parallel_cfg, steps // 50)}
-    best = {"raw": 0.0, "collect": 0.0, "parallel": 0.0}
+def env_rates(cfg: DictConfig, parallel_cfg: DictConfig, rounds: int) -> dict[str, float]:
+    """Items 1 and 2: raw, runner and parallel-runner collection rates (env steps/s) and their ratios.
+
+    Each of ``rounds`` rounds times one episode per env of each, back to back, so that the three figures of a
+    round share the machine's state of that second (on a shared VM the raw rate moves 10-20% from minute to
+    minute). Rates are medians over rounds; ratios are medians of the rounds' own ratios.
+    """
+    runners = {"collect": prepared_runner(cfg), "parallel": prepared_runner(parallel_cfg)}
+    env = make_env(cfg.env.id)
+    env.reset(seed=0)
+    horizon = env_info(env).horizon
+    rng = np.random.default_rng(0)
+    rates: dict[str, list[float]] = {"raw": [], "collect": [], "parallel": []}
     for _ in range(rounds):
-        best["raw"] = max(best["raw"], raw_env_rate(cfg.env.id, steps))
+        actions = rng.uniform(-1, 1, (horizon, env.action_space.shape[0])).astype(np.float32)
+        rates["raw"].append(horizon / raw_episode_seconds(env, actions))
         for name, runner in runners.items():
-            best[name] = max(best[name], collect_rate(runner))
+            rates[name].append(runner.episodes_per_cycle * horizon / collect_seconds(runner))
+    env.close()
     for runner in runners.values():
         runner.close()
-    return best
+    raw, collect, parallel = (np.array(rates[k]) for k in ("raw", "collect", "parallel"))
+    return {
+        "raw": float(np.median(raw)),
+        "collect": float(np.median(collect)),
+        "parallel": float(np.median(parallel)),
+        "collect_ratio": float(np.median(collect / raw)),
+        "parallel_ratio": float(np.median(parallel / collect)),
+    }
 
 
 def update_rates(cfg: DictConfig, n: int) -> tuple[float, float, Runner]:
     """Item 3: (runner updates/s, isolated updates/s, runner) over ``n`` timed updates each."""
-    runner = prepared_runner(cfg, 20)
+    runner = prepared_runner(cfg, warmup_collects=20)
     runner.learn(10)  # warm-up
     start = time.perf_counter()
     runner.learn(n)
@@ -174,7 +188,7 @@ def main() -> None:
     parser.add_argument("--solve-env", default="FetchReach", help="env config for item 5")
     parser.add_argument("--sampler-size", type=int, default=1_000_000, help="buffer transitions for item 4")
     parser.add_argument("--parallel", type=int, default=2, help="async envs for the parallel collection rate")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of items 1 and 2")
+    parser.add_argument("--rounds", type=int, default=40, help="alternating one-episode rounds of items 1 and 2")
     parser.add_argument("--solve-seeds", default="0", help="comma-separated seeds of the item-5 runs")
     parser.add_argument("overrides", nargs="*", help="train.py overrides, e.g. env=FetchPush env.num_envs=2")
     args = parser.parse_args()
@@ -205,13 +219,13 @@ def main() -> None:
     parallel_overrides = [f"env.num_envs={n}", "env.vectorization=async", f"runner.episodes_per_cycle={n}",
                           f"runner.eval_episodes={n}"]  # fmt: skip
     parallel_cfg = load_config(args.overrides + parallel_overrides + ["logger.tensorboard=false", "progress=false"])
-    rates = env_rates(cfg, parallel_cfg, 100 if quick else 1000, 1 if quick else args.rounds)
+    rates = env_rates(cfg, parallel_cfg, 2 if quick else args.rounds)
     results["raw_env_steps_per_s"] = rates["raw"]
     results["collect_steps_per_s"] = rates["collect"]
-    results["collect_ratio_to_raw"] = rates["collect"] / rates["raw"]
+    results["collect_ratio_to_raw"] = rates["collect_ratio"]
     results["parallel_num_envs"] = args.parallel
     results["parallel_collect_steps_per_s"] = rates["parallel"]
-    results["parallel_ratio_to_collect"] = rates["parallel"] / rates["collect"]
+    results["parallel_ratio_to_collect"] = rates["parallel_ratio"]
     in_runner, isolated, runner = update_rates(cfg, 5 if quick else 200)
     results["torch_threads"] = torch.get_num_threads()
     results["runner_updates_per_s"] = in_runner
