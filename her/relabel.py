@@ -187,11 +187,11 @@ def sample_her_transitions(
         reward_fn: called once for the whole batch as ``reward_fn(next_ag [B, g], goal [B, g], {})``.
     """
     n, horizon = episodes["g"].shape[:2]
-    ep = rng.integers(0, n, batch_size)
-    t = rng.integers(0, horizon, batch_size)
-    # Gather rows of [N * slots, dim] views with one flat index: much faster than 2-D fancy indexing.
-    step = ep * horizon + t
-    state = ep * (horizon + 1) + t
+    # One draw of flat step indices (uniform over the N * T transitions, i.e. over (ep, t) pairs): rows of the
+    # [N * slots, dim] views are gathered with one flat index, much faster than 2-D fancy indexing.
+    step = rng.integers(0, n * horizon, batch_size)
+    ep, t = np.divmod(step, horizon)
+    state = step + ep  # ep * (T + 1) + t
     obs, ag = _rows(episodes["obs"]), _rows(episodes["ag"])
     goal = _rows(episodes["g"]).take(step, axis=0)
     relabel_goals(episodes, goal, ep, t, strategy, relabel_p, rng)

@@ -8,7 +8,7 @@ Measured, in one run:
   2. collection steps/s inside the runner (policy inference, noise, storing) and its ratio to (1); then the
      same with ``--parallel`` async envs (subprocess workers), total steps/s;
   3. updates/s inside the runner (sampling + update) vs the same update in an isolated torch loop;
-  4. relabel-sampler batches/s at batch 256 and 1024 from a full 1M-transition buffer;
+  4. relabel-sampler batches/s at batch 256 and 1024 from a full 1M-transition buffer (median of 20 windows);
   5. seconds from process start to eval success >= 0.9 of ``scripts/train.py`` (FetchReach by default),
      one run per ``--solve-seeds`` seed;
   6. peak memory (RSS) and threads.
@@ -128,8 +128,8 @@ def update_rates(cfg: DictConfig, n: int) -> tuple[float, float, Runner]:
     return in_runner, isolated, runner
 
 
-def sampler_rate(env_id: str, batch_size: int, seconds: float = 1.0, size: int = 1_000_000) -> float:
-    """Relabel-sampler batches/s from a full ``size``-transition buffer (random contents)."""
+def full_buffer(env_id: str, size: int) -> HerReplayBuffer:
+    """A ``size``-transition HER buffer of ``env_id``'s shapes, filled with random contents."""
     info = env_info(make_env(env_id))
     buf = HerReplayBuffer(size, info.horizon, info.obs_dim, info.goal_dim, info.action_dim, info.compute_reward)
     rng = np.random.default_rng(0)
@@ -139,12 +139,23 @@ def sampler_rate(env_id: str, batch_size: int, seconds: float = 1.0, size: int =
         k = min(chunk, n_eps - i)
         buf.store({name: rng.random((k, *arr.shape[1:]), dtype=np.float32) for name, arr in buf.storage.data.items()})
     assert buf.n_transitions == n_eps * info.horizon
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        batch: Transitions = buf.sample(batch_size, rng)
-        count += 1
-    assert batch.obs.shape == (batch_size, info.obs_dim)
-    return count / (time.perf_counter() - start)
+    return buf
+
+
+def sampler_rates(buf: HerReplayBuffer, batch_sizes: list[int], windows: int, seconds: float) -> dict[int, float]:
+    """Item 4: relabel-sampler batches/s per batch size, the median of ``windows`` timing windows of ``seconds``
+    each, taken in turn for each size."""
+    rng = np.random.default_rng(0)
+    rates: dict[int, list[float]] = {b: [] for b in batch_sizes}
+    for _ in range(windows):
+        for b in batch_sizes:
+            count, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                batch: Transitions = buf.sample(b, rng)
+                count += 1
+            rates[b].append(count / (time.perf_counter() - start))
+            assert batch.obs.shape[0] == b
+    return {b: float(np.median(r)) for b, r in rates.items()}
 
 
 def time_to_success(overrides: list[str], threshold: float, timeout: float) -> dict[str, Any]:
@@ -237,8 +248,9 @@ def main() -> None:
 
     size = 20_000 if quick else args.sampler_size
     results["sampler_buffer_transitions"] = size
-    for b in (256, 1024):
-        results[f"sampler_batches_per_s_{b}"] = sampler_rate(env_id, b, 0.2 if quick else 2.0, size)
+    batch_rates = sampler_rates(full_buffer(env_id, size), [256, 1024], 2 if quick else 20, 0.1)
+    for b, rate in batch_rates.items():
+        results[f"sampler_batches_per_s_{b}"] = rate
     results["peak_rss_mb"] = peak_rss_mb()
 
     if not args.skip_solve:
