@@ -7,7 +7,8 @@ Measured, in one run:
   1. raw env steps/s of one env with random actions (the simulator limit);
   2. collection steps/s inside the runner (policy inference, noise, storing) and its ratio to (1); then the
      same with ``--parallel`` async envs (subprocess workers), total steps/s;
-  3. updates/s inside the runner (sampling + update) vs the same update in an isolated torch loop;
+  3. updates/s inside the runner (sampling + update) vs the same update in an isolated torch loop, in 10
+     alternating rounds of 20 updates (medians);
   4. relabel-sampler batches/s at batch 256 and 1024 from a full 1M-transition buffer (median of 20 windows);
   5. seconds from process start to eval success >= 0.9 of ``scripts/train.py`` (FetchReach by default),
      one run per ``--solve-seeds`` seed;
@@ -109,23 +110,27 @@ def env_rates(cfg: DictConfig, parallel_cfg: DictConfig, rounds: int) -> dict[st
     }
 
 
-def update_rates(cfg: DictConfig, n: int) -> tuple[float, float, Runner]:
-    """Item 3: (runner updates/s, isolated updates/s, runner) over ``n`` timed updates each."""
+def update_rates(cfg: DictConfig, rounds: int, n: int) -> tuple[float, float, float, Runner]:
+    """Item 3: (runner updates/s, isolated updates/s, ratio, runner), from ``rounds`` alternating rounds of
+    ``n`` updates each: the runner's ``learn`` (sampling, relabeling, transfer, update) and the same update
+    on one fixed batch in a bare loop. Rates are medians over rounds, the ratio the median of the rounds'."""
     runner = prepared_runner(cfg, warmup_collects=20)
-    runner.learn(10)  # warm-up
-    start = time.perf_counter()
-    runner.learn(n)
-    in_runner = n / (time.perf_counter() - start)
-
     agent = runner.agent
     fixed = runner.to_device(runner.buffer.sample(agent.batch_size, runner.rng))
+    runner.learn(10)  # warm-up
     for _ in range(10):
         agent.update(fixed)
-    start = time.perf_counter()
-    for _ in range(n):
-        agent.update(fixed)
-    isolated = n / (time.perf_counter() - start)
-    return in_runner, isolated, runner
+    in_runner, isolated = [], []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        runner.learn(n)
+        in_runner.append(n / (time.perf_counter() - start))
+        start = time.perf_counter()
+        for _ in range(n):
+            agent.update(fixed)
+        isolated.append(n / (time.perf_counter() - start))
+    ratio = float(np.median(np.array(in_runner) / np.array(isolated)))
+    return float(np.median(in_runner)), float(np.median(isolated)), ratio, runner
 
 
 def full_buffer(env_id: str, size: int) -> HerReplayBuffer:
@@ -237,11 +242,11 @@ def main() -> None:
     results["parallel_num_envs"] = args.parallel
     results["parallel_collect_steps_per_s"] = rates["parallel"]
     results["parallel_ratio_to_collect"] = rates["parallel_ratio"]
-    in_runner, isolated, runner = update_rates(cfg, 5 if quick else 200)
+    in_runner, isolated, update_ratio, runner = update_rates(cfg, 1 if quick else 10, 5 if quick else 20)
     results["torch_threads"] = torch.get_num_threads()
     results["runner_updates_per_s"] = in_runner
     results["isolated_updates_per_s"] = isolated
-    results["update_ratio"] = in_runner / isolated
+    results["update_ratio"] = update_ratio
     results["batch_size"] = runner.agent.batch_size
     results["threads"] = threading.active_count()
     runner.close()
