@@ -233,11 +233,19 @@ class Runner:
         return rollout
 
     def learn(self, n_updates: int) -> list[dict[str, float]]:
-        """``n_updates`` gradient updates on sampled batches, then one target update."""
-        stats = [
-            self.agent.update(self.to_device(self.buffer.sample(self.agent.batch_size, self.rng)))
-            for _ in range(n_updates)
-        ]
+        """``n_updates`` gradient updates on sampled batches, then one target update.
+
+        The buffer does not change between these updates, so their batches are sampled, relabeled and moved to
+        the device together, as one ``[n_updates * batch_size]`` draw split into ``batch_size`` slices: the same
+        distribution as one draw per update, at a fraction of the per-call cost (~0.3 ms a call on a CPU,
+        next to ~3-5 ms for a 3x128 update).
+        """
+        size = self.agent.batch_size
+        stats: list[dict[str, float]] = []
+        if n_updates > 0:
+            batches = self.to_device(self.buffer.sample(n_updates * size, self.rng))
+            for i in range(n_updates):
+                stats.append(self.agent.update(Transitions(*(x[i * size : (i + 1) * size] for x in batches))))
         self.agent.update_targets()
         return stats
 
