@@ -37,8 +37,9 @@ class Adam:
         self.params = list(params)
         if not self.params:
             raise ValueError("Adam got an empty parameter list")
-        if len({(p.device, p.dtype) for p in self.params}) > 1 or not self.params[0].is_floating_point():
-            raise ValueError("Adam's parameters must share one device and one floating dtype")
+        kinds = sorted({f"{p.dtype} on {p.device}" for p in self.params})
+        if len(kinds) > 1 or not self.params[0].is_floating_point():
+            raise ValueError(f"Adam's parameters must share one device and one floating dtype, got {', '.join(kinds)}")
         self.lr = validation.positive_real("lr", lr)
         self.betas = (
             validation.real_in_range("beta1", betas[0], 0.0, 1.0, high_open=True),

@@ -84,5 +84,9 @@ def test_bad_options_and_mismatched_state_are_named():
         Adam([w], 1e-3, betas=(0.9, 1.5))
     with pytest.raises(ValueError, match="empty"):
         Adam([], 1e-3)
+    with pytest.raises(ValueError, match="torch.float32 on cpu, torch.float64 on cpu"):
+        Adam([w, torch.zeros(2, dtype=torch.float64, requires_grad=True)], 1e-3)
+    with pytest.raises(ValueError, match="torch.int64"):
+        Adam([torch.zeros(2, dtype=torch.int64)], 1e-3)
     with pytest.raises(ValueError, match="expected one of 1"):
         Adam([w], 1e-3).load_state_dict(Adam([w, torch.zeros(1)], 1e-3).state_dict())
