@@ -195,12 +195,13 @@ def sample_her_transitions(
     obs, ag = _rows(episodes["obs"]), _rows(episodes["ag"])
     goal = _rows(episodes["g"]).take(step, axis=0)
     relabel_goals(episodes, goal, ep, t, strategy, relabel_p, rng)
-    reward = np.asarray(reward_fn(ag.take(state + 1, axis=0), goal, {}), dtype=np.float32)
+    next_state = state + 1
+    reward = np.asarray(reward_fn(ag.take(next_state, axis=0), goal, {}), dtype=np.float32)
     return Transitions(
         obs=obs.take(state, axis=0),
         action=_rows(episodes["action"]).take(step, axis=0),
         reward=reward,
-        next_obs=obs.take(state + 1, axis=0),
+        next_obs=obs.take(next_state, axis=0),
         goal=goal,
     )
 

@@ -9,7 +9,8 @@ Measured, in one run:
      same with ``--parallel`` async envs (subprocess workers), total steps/s;
   3. updates/s inside the runner (sampling + update) vs the same update in an isolated torch loop, in 10
      alternating rounds of 20 updates (medians);
-  4. relabel-sampler batches/s at batch 256 and 1024 from a full 1M-transition buffer (median of 20 windows);
+  4. relabel-sampler batches/s at batch 256 and 1024 from a full 1M-transition buffer (median of 20 windows),
+     one batch per call, and at batch 256 drawn a cycle's ``runner.updates_per_cycle`` batches per call;
   5. seconds from process start to eval success >= 0.9 of ``scripts/train.py`` (FetchReach by default),
      one run per ``--solve-seeds`` seed;
   6. peak memory (RSS) and threads.
@@ -147,20 +148,23 @@ def full_buffer(env_id: str, size: int) -> HerReplayBuffer:
     return buf
 
 
-def sampler_rates(buf: HerReplayBuffer, batch_sizes: list[int], windows: int, seconds: float) -> dict[int, float]:
-    """Item 4: relabel-sampler batches/s per batch size, the median of ``windows`` timing windows of ``seconds``
-    each, taken in turn for each size."""
+def sampler_rates(
+    buf: HerReplayBuffer, draws: list[tuple[int, int]], windows: int, seconds: float
+) -> dict[tuple[int, int], float]:
+    """Item 4: relabel-sampler batches/s for each ``(batch_size, batches_per_call)`` of ``draws``: a call
+    samples ``batches_per_call * batch_size`` transitions at once, as ``Runner.learn`` draws a cycle's batches.
+    Each rate is the median of ``windows`` timing windows of ``seconds``, taken in turn for each draw."""
     rng = np.random.default_rng(0)
-    rates: dict[int, list[float]] = {b: [] for b in batch_sizes}
+    rates: dict[tuple[int, int], list[float]] = {d: [] for d in draws}
     for _ in range(windows):
-        for b in batch_sizes:
+        for size, per_call in draws:
             count, start = 0, time.perf_counter()
             while time.perf_counter() - start < seconds:
-                batch: Transitions = buf.sample(b, rng)
-                count += 1
-            rates[b].append(count / (time.perf_counter() - start))
-            assert batch.obs.shape[0] == b
-    return {b: float(np.median(r)) for b, r in rates.items()}
+                batch: Transitions = buf.sample(size * per_call, rng)
+                count += per_call
+            rates[(size, per_call)].append(count / (time.perf_counter() - start))
+            assert batch.obs.shape[0] == size * per_call
+    return {d: float(np.median(r)) for d, r in rates.items()}
 
 
 def time_to_success(overrides: list[str], threshold: float, timeout: float) -> dict[str, Any]:
@@ -253,9 +257,13 @@ def main() -> None:
 
     size = 20_000 if quick else args.sampler_size
     results["sampler_buffer_transitions"] = size
-    batch_rates = sampler_rates(full_buffer(env_id, size), [256, 1024], 2 if quick else 20, 0.1)
-    for b, rate in batch_rates.items():
-        results[f"sampler_batches_per_s_{b}"] = rate
+    per_cycle = max(1, int(cfg.runner.updates_per_cycle))
+    draws = [(256, 1), (1024, 1), (256, per_cycle)]
+    batch_rates = sampler_rates(full_buffer(env_id, size), draws, 2 if quick else 20, 0.1)
+    results["sampler_batches_per_s_256"] = batch_rates[(256, 1)]
+    results["sampler_batches_per_s_1024"] = batch_rates[(1024, 1)]
+    results["sampler_cycle_batches"] = per_cycle
+    results["sampler_batches_per_s_256_per_cycle"] = batch_rates[(256, per_cycle)]
     results["peak_rss_mb"] = peak_rss_mb()
 
     if not args.skip_solve:
