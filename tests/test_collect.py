@@ -1,10 +1,13 @@
-"""collect_episodes: a SyncVectorEnv's envs stepped directly give the same episodes as gymnasium's own step."""
+"""The runner's loop: a SyncVectorEnv's envs stepped directly give the same episodes as gymnasium's own step;
+``learn`` draws a cycle's batches at once."""
 
 from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import compose_config
+from train import build_runner
 
 from envs import make_vector_env
 from her.runner import collect_episodes
@@ -40,3 +43,26 @@ def test_direct_stepping_matches_the_vector_env_step(env_id: str):
     assert sync.episodes["g"].shape == (4, 50, sync.episodes["ag"].shape[-1])
     assert np.all(sync.ret <= 0) and np.any(sync.ret < 0)  # sparse rewards were summed
     assert not np.array_equal(sync.episodes["obs"][0], sync.episodes["obs"][1])  # the envs moved differently
+
+
+def test_learn_draws_a_cycles_batches_at_once_and_slices_them():
+    """``Runner.learn(n)``: one buffer draw of ``n * batch_size`` transitions, ``n`` updates on consecutive
+    ``batch_size`` slices of it, then one target update."""
+    cfg = compose_config("env=PointReach", "agent.batch_size=16", "torch_threads=1", "progress=false")
+    runner, _ = build_runner(cfg, run_dir=None)
+    runner.collect()
+    draws: list[int] = []
+    sample = runner.buffer.sample
+    runner.buffer.sample = lambda size, rng: draws.append(size) or sample(size, rng)  # type: ignore[method-assign]
+    seen, targets = [], []
+    update = runner.agent.update
+    runner.agent.update = lambda batch: seen.append(batch) or update(batch)  # type: ignore[method-assign]
+    runner.agent.update_targets = lambda: targets.append(True)  # type: ignore[method-assign]
+
+    stats = runner.learn(5)
+    assert draws == [5 * 16] and len(stats) == 5 and targets == [True]
+    assert all(b.obs.shape == (16, runner.agent.obs_dim) and b.reward.shape == (16,) for b in seen)
+    whole = np.concatenate([b.obs.numpy() for b in seen])
+    assert len({row.tobytes() for row in whole}) > 16  # five different slices, not one batch five times
+    assert runner.learn(0) == [] and draws == [80] and targets == [True, True]
+    runner.close()
