@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from her import checkpoint
-from her.checkpoint import CheckpointError
+from her import checkpoint_file
+from her.checkpoint_file import CheckpointError
 
 AGENT_PACKAGE = "agents"
 
@@ -84,7 +84,7 @@ class Policy:
         """Raise ``CheckpointError`` if an env's sizes (``obs_dim``, ``goal_dim``, ``action_dim``,
         ``action_max``) differ from those the policy was trained on."""
         sizes = ("obs_dim", "goal_dim", "action_dim", "action_max")
-        problems = checkpoint.mismatches({k: self.env[k] for k in sizes}, {k: env[k] for k in sizes})
+        problems = checkpoint_file.mismatches({k: self.env[k] for k in sizes}, {k: env[k] for k in sizes})
         if problems:
             raise CheckpointError(
                 path, f"a policy for {self.env['id']} does not fit {env['id']}: " + "; ".join(problems)
@@ -94,11 +94,11 @@ class Policy:
 def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
     """The policy of a checkpoint file, or of ``<run dir>/checkpoints/last.pt``. Any checkpoint kind works
     (``last.pt``, ``best.pt``, ``policy.pt``); a missing, damaged or mismatched file raises ``CheckpointError``."""
-    path = checkpoint.resolve_path(path)
-    saved = checkpoint.load(path)
+    path = checkpoint_file.resolve_path(path)
+    saved = checkpoint_file.load(path)
     try:
         agent = make_agent(saved["agent_class"], saved["env"], saved["agent_kwargs"], device)
     except (ValueError, TypeError, ImportError) as err:
         raise CheckpointError(path, f"cannot rebuild the agent: {err}") from None
-    checkpoint.load_agent_state(path, agent, saved["agent"])
+    checkpoint_file.load_agent_state(path, agent, saved["agent"])
     return Policy(agent, saved["env"], saved["counters"])

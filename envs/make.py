@@ -105,7 +105,7 @@ def make_vector_env(env_id: str, num_envs: int = 1, vectorization: str = "sync")
 @contextlib.contextmanager
 def _sigint_ignored() -> Iterator[None]:
     """Processes started inside inherit an ignored SIGINT: Ctrl-C, which a terminal sends to the whole
-    process group, then reaches only the main process, which stops at a safe point (her.signals)."""
+    process group, then reaches only the main process, which stops at a safe point (her.run.signals)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

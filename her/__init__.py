@@ -1,4 +1,6 @@
-"""Hindsight Experience Replay: episode storage, goal relabeling, the training runner."""
+"""Hindsight Experience Replay: the replay core. Episode storage, goal relabeling, the replay buffers, the
+seed API (`HindsightExperienceReplay`), checkpoint files and option validation. Everything else builds on
+it; the run machinery is the subpackage `her.run`, which this package never imports."""
 
 from __future__ import annotations
 

@@ -42,7 +42,7 @@ from omegaconf import DictConfig
 from envs import env_info, make_env
 from her import HerReplayBuffer
 from her.relabel import Transitions
-from her.runner import Runner
+from her.run.runner import Runner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train import CONFIG_DIR, ConfigError, build_runner  # noqa: E402

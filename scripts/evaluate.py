@@ -23,10 +23,11 @@ from train import CONFIG_DIR, ConfigError, resolve_device  # noqa: E402
 
 from agents.policy import Policy, load_policy  # noqa: E402
 from envs import env_info, make_env, make_vector_env  # noqa: E402
-from her import checkpoint, validation  # noqa: E402
-from her.checkpoint import CheckpointError  # noqa: E402
-from her.evaluation import render_episodes, write_video  # noqa: E402
-from her.runner import collect_episodes  # noqa: E402
+from her import validation  # noqa: E402
+from her.checkpoint_file import CheckpointError  # noqa: E402
+from her.run import checkpoint  # noqa: E402
+from her.run.evaluation import render_episodes, write_video  # noqa: E402
+from her.run.runner import collect_episodes  # noqa: E402
 
 
 def option(check: Any, name: str, value: Any, *args: Any) -> Any:

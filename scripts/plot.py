@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from her.metrics import read_records  # noqa: E402
+from her.run.metrics import read_records  # noqa: E402
 
 
 class PlotError(Exception):

@@ -24,12 +24,13 @@ from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_limits
 
 from envs import EnvInfo, env_info, make_env, make_vector_env
-from her import checkpoint, validation
-from her.checkpoint import Checkpointer, CheckpointError, RunInfo
-from her.distributed import launched_by_torchrun, rank_seed
-from her.metrics import MetricsLogger
-from her.runner import Runner
-from her.signals import GracefulStop
+from her import validation
+from her.run import checkpoint
+from her.run.checkpoint import Checkpointer, CheckpointError, RunInfo
+from her.run.distributed import launched_by_torchrun, rank_seed
+from her.run.metrics import MetricsLogger
+from her.run.runner import Runner
+from her.run.signals import GracefulStop
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 # What a resumed run may change; everything else comes from the config saved in its checkpoint.

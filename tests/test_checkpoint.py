@@ -12,8 +12,9 @@ from train import train
 
 from agents.policy import load_policy
 from envs import env_info, make_env
-from her import checkpoint
-from her.checkpoint import CheckpointError
+from her import checkpoint_file
+from her.checkpoint_file import CheckpointError
+from her.run import checkpoint
 
 TINY = (
     "env=PointReach",
@@ -110,7 +111,7 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
     def fail(f):
         raise OSError("disk full")
 
-    monkeypatch.setattr(checkpoint, "_sync", fail)
+    monkeypatch.setattr(checkpoint_file, "_sync", fail)
     with pytest.raises(OSError, match="disk full"):
         checkpoint.write_atomic(path, b"new")
     assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["x.pt"]

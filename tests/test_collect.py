@@ -10,7 +10,7 @@ from conftest import compose_config
 from train import build_runner
 
 from envs import make_vector_env
-from her.runner import collect_episodes
+from her.run.runner import collect_episodes
 
 
 def noisy_policy(seed: int):

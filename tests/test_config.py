@@ -14,8 +14,8 @@ from hydra.utils import instantiate
 from agents import ActorCriticAgent
 from envs import env_info, make_env, make_vector_env
 from her import HerReplayBuffer
-from her.distributed import Distributed
-from her.runner import Runner
+from her.run.distributed import Distributed
+from her.run.runner import Runner
 
 
 def options(group: str) -> list[str]:

@@ -20,8 +20,8 @@ from torch import nn
 from agents import DDPG, RunningNormalizer
 from envs import env_info, make_env, make_vector_env
 from her import HerReplayBuffer
-from her.distributed import Distributed, GradReduce, RanksOutOfSync, agent_parts, init_distributed, rank_seed
-from her.runner import Runner
+from her.run.distributed import Distributed, GradReduce, RanksOutOfSync, agent_parts, init_distributed, rank_seed
+from her.run.runner import Runner
 
 ROOT = Path(__file__).resolve().parent.parent
 WORLD = 2

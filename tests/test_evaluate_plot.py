@@ -16,9 +16,9 @@ from plot import main as plot_main
 from train import ConfigError, train
 
 from envs import make_env, make_vector_env
-from her.checkpoint import CheckpointError
-from her.evaluation import render_episodes
-from her.runner import collect_episodes
+from her.checkpoint_file import CheckpointError
+from her.run.evaluation import render_episodes
+from her.run.runner import collect_episodes
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -15,9 +15,9 @@ from conftest import compose_config
 from train import ConfigError, resume_config, train
 
 from envs import make_vector_env
-from her import checkpoint
-from her.metrics import read_records
-from her.runner import Runner
+from her.run import checkpoint
+from her.run.metrics import read_records
+from her.run.runner import Runner
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMING = ("wall_s", "env_steps_per_s", "updates_per_s", "collect_s", "update_s", "eval_s")

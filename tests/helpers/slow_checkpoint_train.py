@@ -17,10 +17,10 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import train  # noqa: E402
 
-from her import checkpoint  # noqa: E402
+from her import checkpoint_file  # noqa: E402
 
 marker, pause_s = Path(sys.argv.pop(1)), float(sys.argv.pop(1))
-_sync = checkpoint._sync
+_sync = checkpoint_file._sync
 
 
 def paused_sync(f: BinaryIO) -> None:
@@ -30,6 +30,6 @@ def paused_sync(f: BinaryIO) -> None:
     marker.unlink()
 
 
-checkpoint._sync = paused_sync
+checkpoint_file._sync = paused_sync
 train.check_resume_argument(sys.argv[1:])
 train.main()

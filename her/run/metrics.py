@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from her.checkpoint import write_atomic
+from her.checkpoint_file import write_atomic
 
 # metrics.jsonl key -> TensorBoard tag
 TB_TAGS = {

@@ -13,11 +13,11 @@ import torch
 from tqdm import tqdm
 
 from her import validation
-from her.distributed import Distributed
-from her.metrics import MetricsLogger
 from her.relabel import GOAL_KEYS, HerReplayBuffer, Transitions, sample_her_transitions
-from her.rng import env_rng_states, generator_from_state, generator_state, set_env_rng_states
-from her.transfer import BatchToDevice
+from her.run.distributed import Distributed
+from her.run.metrics import MetricsLogger
+from her.run.rng import env_rng_states, generator_from_state, generator_state, set_env_rng_states
+from her.run.transfer import BatchToDevice
 
 
 class Agent(Protocol):

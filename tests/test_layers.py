@@ -1,0 +1,122 @@
+"""The library's layering, read from its own ``import`` statements: imports go from higher layers to lower
+ones (or within a layer), and no modules import each other in a circle. Typing-only imports count too."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# From the bottom up. A module belongs to the layer of the longest prefix that names it.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("her",),  # the replay core: storage, relabeling, validation, checkpoint files, the seed API
+    ("envs", "agents"),  # environment creation; learning
+    ("her.run",),  # the run machinery: runner, checkpoints, metrics, signals, distributed, video
+    ("scripts",),  # config turns into objects here only
+)
+PACKAGES = ("her", "agents", "envs", "scripts")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def layer_of(module: str) -> int:
+    best, best_len = -1, -1
+    for level, prefixes in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best_len:
+                best, best_len = level, len(prefix)
+    return best
+
+
+def imports_of(path: Path, modules: set[str]) -> set[str]:
+    """The project modules that ``path`` imports (``from a import b`` counts ``a.b`` when that is a module,
+    else ``a``)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            # ``from pkg import submodule`` imports the submodule; ``from pkg import name``, the package
+            names = [
+                f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in modules else node.module
+                for alias in node.names
+            ]
+        else:
+            continue
+        for name in names:
+            if name in modules:
+                found.add(name)
+            elif name.split(".")[0] in ("train",) and "scripts.train" in modules:  # scripts import each other
+                found.add("scripts.train")
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    paths = [p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")]
+    modules = {module_name(p) for p in paths}
+    return {module_name(p): imports_of(p, modules) - {module_name(p)} for p in paths}
+
+
+def test_every_module_has_a_layer():
+    graph = import_graph()
+    assert "her.run.runner" in graph and "her.relabel" in graph and "agents.policy" in graph
+    assert [m for m in graph if layer_of(m) < 0] == []
+
+
+def test_no_import_reaches_a_higher_layer():
+    upward = [
+        f"{module} (layer {layer_of(module)}) imports {target} (layer {layer_of(target)})"
+        for module, targets in import_graph().items()
+        for target in sorted(targets)
+        if layer_of(target) > layer_of(module)
+    ]
+    assert upward == []
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt) :] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        state[node] = 2
+        path.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_no_import_circle():
+    assert find_cycle(import_graph()) is None
+
+
+@pytest.mark.parametrize(
+    ("graph", "expected"),
+    [({"a": {"b"}, "b": {"c"}, "c": {"a"}}, ["a", "b", "c", "a"]), ({"a": {"b"}, "b": set()}, None)],
+)
+def test_the_circle_finder_finds_circles(graph, expected):
+    assert find_cycle(graph) == expected
+
+
+def test_public_names_import_from_their_old_places():
+    from agents.policy import load_policy
+    from her import HerReplayBuffer, HindsightExperienceReplay, sample_her_transitions
+
+    assert all(callable(x) for x in (load_policy, HerReplayBuffer, HindsightExperienceReplay, sample_her_transitions))
