@@ -20,6 +20,8 @@ from agents.optim import Adam
 from her import validation
 from her.relabel import Transitions
 
+PRECISIONS = ("fp32", "bf16")
+
 
 @torch.no_grad()
 def polyak_update(target: nn.Module, source: nn.Module, polyak: float) -> None:
@@ -62,6 +64,9 @@ class ActorCriticAgent(ABC):
         critic_layer_norm: LayerNorm before each hidden ReLU of the critics.
         norm_eps, norm_clip: observation/goal normalizer std floor and output clip.
         batch_size: transitions per update (the runner samples this many).
+        precision: ``fp32``, or ``bf16``: the networks' forward and backward passes of an update run under
+            ``torch.autocast`` in bfloat16 (matrix products in bf16; the networks' outputs, TD targets, losses,
+            weights, gradients and Adam's state stay float32). Acting is always float32.
         device: torch device of networks and batches.
     """
 
@@ -84,6 +89,7 @@ class ActorCriticAgent(ABC):
         norm_eps: float = 0.01,
         norm_clip: float = 5.0,
         batch_size: int = 256,
+        precision: str = "fp32",
         device: str | torch.device = "cpu",
     ) -> None:
         self.obs_dim = validation.positive_int("obs_dim", obs_dim)
@@ -98,6 +104,7 @@ class ActorCriticAgent(ABC):
         self.n_critics = validation.positive_int("n_critics", n_critics)
         self.critic_layer_norm = validation.boolean("critic_layer_norm", critic_layer_norm)
         self.batch_size = validation.positive_int("batch_size", batch_size)
+        self.precision = validation.choice("precision", precision, PRECISIONS)
         self.device = torch.device(device)
 
         self.obs_norm = RunningNormalizer(obs_dim, norm_eps, norm_clip, self.device)
@@ -186,8 +193,17 @@ class ActorCriticAgent(ABC):
             target = target.clamp(-1.0 / (1.0 - self.gamma), 0.0)
         return target
 
+    def autocast(self) -> torch.autocast:
+        """The mixed-precision region of an update's forward passes (a no-op with ``precision="fp32"``).
+
+        Each region is closed before an optimizer step whose weights a later region reads: autocast keeps
+        its bf16 copies of the weights until the region ends.
+        """
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
     def critic_loss(self, x: torch.Tensor, next_x: torch.Tensor, b: Transitions) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sum over critics of the mean squared TD error, and the ``[n_critics, B]`` Q values of the batch."""
+        """Sum over critics of the mean squared TD error, and the ``[n_critics, B]`` Q values of the batch.
+        The networks return float32 under ``autocast`` too, so targets and errors are float32."""
         with torch.no_grad():
             target = self.td_target(b.reward, self.next_value(next_x))
         q = self.critic(x, b.action / self.action_max)
@@ -207,9 +223,12 @@ class ActorCriticAgent(ABC):
         """One critic step and the actor's update on a ``batch_size`` batch. Returns losses and mean Q."""
         b = self.batch_to_tensors(batch)
         x, next_x = self.inputs(b.obs, b.goal), self.inputs(b.next_obs, b.goal)
-        critic_loss, q = self.critic_loss(x, next_x, b)
+        with self.autocast():
+            critic_loss, q = self.critic_loss(x, next_x, b)
         self.step(self.critic_opt, critic_loss)
-        with frozen(self.critic):  # the actor's loss needs gradients through the critics, not of their weights
+        # The actor's loss needs gradients through the critics, not of their weights. The actor's own
+        # optimizer steps come last in its region (see ``autocast``).
+        with frozen(self.critic), self.autocast():
             actor_stats = self.actor_update(x)
         stats = {"critic_loss": critic_loss.item(), **actor_stats, "q_mean": q.mean().item()}
         self.n_updates += 1

@@ -1,4 +1,8 @@
-"""MLP actors and critics for goal-conditioned agents; inputs are already normalized, actions lie in ``[-1, 1]``."""
+"""MLP actors and critics for goal-conditioned agents; inputs are already normalized, actions lie in ``[-1, 1]``.
+
+Outputs are float32 also where the layers ran in bfloat16 under ``torch.autocast`` (``precision=bf16``), so
+what is computed from them (tanh, log-probs, TD targets, losses) keeps float32 accuracy.
+"""
 
 from __future__ import annotations
 
@@ -36,7 +40,7 @@ class Actor(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, in_dim] -> [B, action_dim]``."""
-        return torch.tanh(self.net(x))
+        return torch.tanh(self.net(x).float())
 
 
 class GaussianActor(nn.Module):
@@ -51,7 +55,7 @@ class GaussianActor(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B, in_dim] -> mean [B, action_dim], log_std [B, action_dim]`` (log std clamped)."""
-        mean, log_std = self.net(x).chunk(2, dim=-1)
+        mean, log_std = self.net(x).float().chunk(2, dim=-1)
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
 
@@ -83,7 +87,7 @@ class Critic(nn.Module):
 
     def forward(self, x: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """``[B, in_dim], [B, action_dim] -> [B]``."""
-        return self.net(torch.cat([x, action], dim=-1)).squeeze(-1)
+        return self.net(torch.cat([x, action], dim=-1)).float().squeeze(-1)
 
 
 class CriticEnsemble(nn.Module):

@@ -143,7 +143,11 @@ class Runner:
         horizon: episode length ``T`` of both envs.
         epochs, cycles_per_epoch: loop sizes; evaluation and logging happen once per epoch.
         episodes_per_cycle: episodes collected per cycle (a multiple of ``train_env.num_envs``).
-        updates_per_cycle: gradient updates per cycle, followed by one target-network update.
+        updates_per_cycle: gradient updates per cycle.
+        target_update_every: updates between target-network updates (counted over the whole run); ``None``:
+            one target update per cycle, after its updates.
+        random_steps: the first cycles of a run, until this many env steps are collected, act uniformly at
+            random (action space bounds) instead of with the policy.
         eval_episodes: deterministic evaluation episodes per epoch (a multiple of ``eval_env.num_envs``).
         seed: seeds the envs and the runner's generator (exploration noise, sampling).
         device: where sampled batches are sent (the agent's device).
@@ -168,6 +172,8 @@ class Runner:
         cycles_per_epoch: int = 10,
         episodes_per_cycle: int = 2,
         updates_per_cycle: int = 40,
+        target_update_every: int | None = None,
+        random_steps: int = 0,
         eval_episodes: int = 10,
         seed: int = 0,
         device: str | torch.device = "cpu",
@@ -183,6 +189,10 @@ class Runner:
         self.cycles_per_epoch = validation.positive_int("cycles_per_epoch", cycles_per_epoch)
         self.episodes_per_cycle = validation.positive_int("episodes_per_cycle", episodes_per_cycle)
         self.updates_per_cycle = validation.non_negative_int("updates_per_cycle", updates_per_cycle)
+        self.target_update_every = (
+            None if target_update_every is None else validation.positive_int("target_update_every", target_update_every)
+        )
+        self.random_steps = validation.non_negative_int("random_steps", random_steps)
         self.eval_episodes = validation.positive_int("eval_episodes", eval_episodes)
         if self.episodes_per_cycle % train_env.num_envs:
             raise validation.OptionError(
@@ -210,10 +220,9 @@ class Runner:
     def collect(self) -> Rollout:
         """Collect ``episodes_per_cycle`` exploring episodes, store them, update the normalizers."""
         first = self.env_steps == 0
-        policy = self.agent.acting_policy()
         rollout = collect_episodes(
             self.train_env,
-            lambda obs, goal: policy(obs, goal, True, self.rng),
+            self.random_policy() if self.env_steps < self.random_steps else self.exploring_policy(),
             self.episodes_per_cycle,
             self.horizon,
             self.seed if first else None,
@@ -232,8 +241,20 @@ class Runner:
         self.agent.update_normalizers(fresh.obs, fresh.goal)
         return rollout
 
+    def exploring_policy(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """``(obs [n, o], goal [n, g]) -> [n, a]``: the agent's exploring actions, noise from the runner's rng."""
+        policy = self.agent.acting_policy()
+        return lambda obs, goal: policy(obs, goal, True, self.rng)
+
+    def random_policy(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """``(obs [n, o], goal [n, g]) -> [n, a]``: uniform random actions in the action space's bounds."""
+        space = self.train_env.single_action_space
+        low, high = space.low.astype(np.float64), space.high.astype(np.float64)
+        return lambda obs, goal: self.rng.uniform(low, high, (len(obs), len(low))).astype(np.float32)
+
     def learn(self, n_updates: int) -> list[dict[str, float]]:
-        """``n_updates`` gradient updates on sampled batches, then one target update.
+        """``n_updates`` gradient updates on sampled batches, with target updates every ``target_update_every``
+        updates (``None``: one after the last).
 
         The buffer does not change between these updates, so their batches are sampled, relabeled and moved to
         the device together, as one ``[n_updates * batch_size]`` draw split into ``batch_size`` slices: the same
@@ -246,7 +267,10 @@ class Runner:
             batches = self.to_device(self.buffer.sample(n_updates * size, self.rng))
             for i in range(n_updates):
                 stats.append(self.agent.update(Transitions(*(x[i * size : (i + 1) * size] for x in batches))))
-        self.agent.update_targets()
+                if self.target_update_every is not None and (self.updates + i + 1) % self.target_update_every == 0:
+                    self.agent.update_targets()
+        if self.target_update_every is None:
+            self.agent.update_targets()
         return stats
 
     def train_cycle(self) -> tuple[Rollout, list[dict[str, float]], float, float]:
