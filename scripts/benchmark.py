@@ -9,6 +9,8 @@ Measured, in one run:
      same with ``--parallel`` async envs (subprocess workers), total steps/s;
   3. updates/s inside the runner (sampling + update) vs the same update in an isolated torch loop, in 10
      alternating rounds of 20 updates (medians);
+     and the isolated update in fp32 and in bf16 (``agent.precision``) at the config's batch size, from the
+     same weights, in alternating rounds (medians), with their ratio;
   4. relabel-sampler batches/s at batch 256 and 1024 from a full 1M-transition buffer (median of 20 windows),
      one batch per call, and at batch 256 drawn a cycle's ``runner.updates_per_cycle`` batches per call;
   5. seconds from process start to eval success >= 0.9 of ``scripts/train.py`` (FetchReach by default),
@@ -22,6 +24,7 @@ on both sides of a ratio.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import resource
@@ -39,6 +42,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from agents.base import PRECISIONS
 from envs import env_info, make_env
 from her import HerReplayBuffer
 from her.relabel import Transitions
@@ -132,6 +136,31 @@ def update_rates(cfg: DictConfig, rounds: int, n: int) -> tuple[float, float, fl
         isolated.append(n / (time.perf_counter() - start))
     ratio = float(np.median(np.array(in_runner) / np.array(isolated)))
     return float(np.median(in_runner)), float(np.median(isolated)), ratio, runner
+
+
+def precision_rates(runner: Runner, rounds: int, n: int) -> dict[str, float]:
+    """Item 3, precision: isolated updates/s of copies of ``runner.agent`` with ``precision`` fp32 and bf16 on
+    one fixed batch of its batch size, in ``rounds`` alternating rounds of ``n`` updates (medians), and the
+    median of the rounds' bf16/fp32 ratios."""
+    fixed = runner.to_device(runner.buffer.sample(runner.agent.batch_size, runner.rng))
+    agents = {}
+    for precision in PRECISIONS:
+        agents[precision] = copy.deepcopy(runner.agent)
+        agents[precision].precision = precision
+        for _ in range(3):  # warm-up (oneDNN picks its kernels on the first calls)
+            agents[precision].update(fixed)
+    rates: dict[str, list[float]] = {p: [] for p in PRECISIONS}
+    for _ in range(rounds):
+        for precision, agent in agents.items():
+            start = time.perf_counter()
+            for _ in range(n):
+                agent.update(fixed)
+            rates[precision].append(n / (time.perf_counter() - start))
+    return {
+        "fp32": float(np.median(rates["fp32"])),
+        "bf16": float(np.median(rates["bf16"])),
+        "ratio": float(np.median(np.array(rates["bf16"]) / np.array(rates["fp32"]))),
+    }
 
 
 def full_buffer(env_id: str, size: int) -> HerReplayBuffer:
@@ -252,6 +281,11 @@ def main() -> None:
     results["isolated_updates_per_s"] = isolated
     results["update_ratio"] = update_ratio
     results["batch_size"] = runner.agent.batch_size
+    results["precision"] = runner.agent.precision
+    precision = precision_rates(runner, 1 if quick else 10, 5 if quick else 20)
+    results["fp32_updates_per_s"] = precision["fp32"]
+    results["bf16_updates_per_s"] = precision["bf16"]
+    results["bf16_to_fp32_ratio"] = precision["ratio"]
     results["threads"] = threading.active_count()
     runner.close()
 

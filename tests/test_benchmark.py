@@ -21,7 +21,7 @@ def test_benchmark_quick_writes_positive_figures(tmp_path):
                 "isolated_updates_per_s", "update_ratio",
                 "parallel_collect_steps_per_s", "parallel_ratio_to_collect",
                 "sampler_batches_per_s_256", "sampler_batches_per_s_1024", "sampler_batches_per_s_256_per_cycle",
-                "sampler_cycle_batches",
+                "sampler_cycle_batches", "fp32_updates_per_s", "bf16_updates_per_s", "bf16_to_fp32_ratio",
                 "peak_rss_mb", "torch_threads", "threads"):  # fmt: skip
         assert result[key] > 0, key
     assert result["env"] == "PointReach-v0"

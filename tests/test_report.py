@@ -1,0 +1,83 @@
+"""scripts/report.py: tables from committed run data, and docs/results.md kept in step with that data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import report
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_run(data: Path, name: str, seed: int, success: list[float], steps_per_epoch: int = 1000) -> None:
+    run = data / name
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(f"seed: {seed}\nenv:\n  id: Toy-v0\n")
+    lines = [
+        json.dumps({"epoch": i, "env_steps": (i + 1) * steps_per_epoch, "wall_s": 60.0 * (i + 1),
+                    "eval_success_rate": s})  # fmt: skip
+        for i, s in enumerate(success)
+    ]
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def spec(data: Path, runs: list[str], curve: str | None = None) -> None:
+    (data / "report.yaml").write_text(
+        json.dumps({"sections": {"toy": {"runs": runs, "threshold": 0.5, "milestones": [2000, 4000], "window": 2,
+                                         "curve": curve, "smooth": 1}}})  # fmt: skip
+    )
+
+
+def test_trailing_mean_uses_fewer_values_at_the_start():
+    np.testing.assert_allclose(report.trailing_mean(np.array([0.0, 1.0, 1.0, 0.0]), 2), [0.0, 0.5, 1.0, 0.5])
+
+
+def test_table_rows_are_window_means_at_milestones_and_the_first_crossing(tmp_path):
+    data = tmp_path / "results"
+    write_run(data, "a", 0, [0.0, 0.2, 0.6, 1.0, 1.0])  # window-2 means: 0, .1, .4, .8, 1
+    write_run(data, "b", 1, [0.0, 0.0, 0.0])  # ends at 3k: no value at 4k, never crosses 0.5
+    spec(data, ["a", "b"])
+    block, runs = report.section_block(report.load_sections(data / "report.yaml")[0], data)
+    rows = [line for line in block.splitlines() if line.startswith("| seed") or line.startswith("| mean")]
+    assert rows[0] == "| seed 0 | 0.10 | 0.80 | 1.00 at 5k | 4k | 4.0 min | 5.0 min |"
+    assert rows[1] == "| seed 1 | 0.00 | - | 0.00 at 3k | not yet | - | 3.0 min |"
+    assert rows[2] == "| mean of 2 | 0.05 | - | 0.50 |  |  |  |"
+    assert "(results/a)" in block and [r.seed for r in runs] == [0, 1]
+
+
+def test_check_fails_until_the_doc_is_rewritten_and_draws_the_curve(tmp_path, capsys):
+    data = tmp_path / "results"
+    write_run(data, "a", 0, [0.0, 1.0])
+    spec(data, ["a"], curve="img/toy.png")
+    doc = tmp_path / "results.md"
+    doc.write_text("# R\n\ntext\n<!-- report:toy -->\nold\n<!-- /report:toy -->\nmore\n")
+    args = ["--doc", str(doc), "--data", str(data)]
+    assert report.main([*args, "--check"]) == 1
+    assert report.main(args) == 0
+    assert report.main([*args, "--check"]) == 0
+    text = doc.read_text()
+    assert text.startswith("# R\n\ntext\n<!-- report:toy -->\n| run |") and text.endswith("<!-- /report:toy -->\nmore\n")
+    assert (tmp_path / "img" / "toy.png").stat().st_size > 1000
+
+
+def test_bad_data_is_reported_by_name(tmp_path, capsys):
+    data = tmp_path / "results"
+    data.mkdir()
+    spec(data, ["missing"])
+    doc = tmp_path / "results.md"
+    doc.write_text("<!-- report:toy -->\n<!-- /report:toy -->\n")
+    assert report.main(["--doc", str(doc), "--data", str(data), "--check"]) == 2
+    assert "missing: expected metrics.jsonl and config.yaml" in capsys.readouterr().err
+    write_run(data, "missing", 0, [0.0])
+    doc.write_text("no markers\n")
+    assert report.main(["--doc", str(doc), "--data", str(data), "--check"]) == 2
+    assert "no '<!-- report:toy -->'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (report.DATA / "report.yaml").is_file(), reason="no committed run data")
+def test_results_md_matches_the_committed_data():
+    current, regenerated = report.build(report.DOC, report.DATA, draw=False)
+    assert current == regenerated, "docs/results.md is out of date: run python scripts/report.py"
