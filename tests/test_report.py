@@ -59,7 +59,8 @@ def test_check_fails_until_the_doc_is_rewritten_and_draws_the_curve(tmp_path, ca
     assert report.main(args) == 0
     assert report.main([*args, "--check"]) == 0
     text = doc.read_text()
-    assert text.startswith("# R\n\ntext\n<!-- report:toy -->\n| run |") and text.endswith("<!-- /report:toy -->\nmore\n")
+    assert text.startswith("# R\n\ntext\n<!-- report:toy -->\n| run |")
+    assert text.endswith("<!-- /report:toy -->\nmore\n")
     assert (tmp_path / "img" / "toy.png").stat().st_size > 1000
 
 
