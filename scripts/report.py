@@ -90,8 +90,9 @@ def first_reaching(run: Run, values: np.ndarray, threshold: float) -> tuple[int,
     return (int(run.steps[hits[0]]), float(run.wall_s[hits[0]])) if len(hits) else None
 
 
-def minutes(seconds: float) -> str:
-    return f"{seconds / 60:.1f} min"
+def duration(seconds: float) -> str:
+    """``23.4 -> '23.4 s'``, ``1500 -> '25.0 min'``."""
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def table(runs: Sequence[Run], milestones: Sequence[int], threshold: float, window: int) -> str:
@@ -110,8 +111,8 @@ def table(runs: Sequence[Run], milestones: Sequence[int], threshold: float, wind
         cells.append(f"{mean[-1]:.2f} at {step_label(int(run.steps[-1]))}")
         cols[-1].append(float(mean[-1]))
         hit = first_reaching(run, mean, threshold)
-        cells += [step_label(hit[0]), minutes(hit[1])] if hit else ["not yet", "-"]
-        cells.append(minutes(float(run.wall_s[-1])))
+        cells += [step_label(hit[0]), duration(hit[1])] if hit else ["not yet", "-"]
+        cells.append(duration(float(run.wall_s[-1])))
         lines.append("| " + " | ".join(cells) + " |")
     if len(runs) > 1:
         means = [f"{np.mean(c):.2f}" if len(c) == len(runs) else "-" for c in cols]
@@ -157,9 +158,10 @@ def section_block(section: Section, data: Path) -> tuple[str, list[Run]]:
     run_dirs = [data / r for r in section.runs]
     runs = [load_run(d) for d in run_dirs]
     block = table(runs, section.milestones, section.threshold, section.window)
+    what = "each evaluation on its own" if section.window == 1 else f"the mean of the last {section.window} evaluations"
     block += (
-        f"\n\nEval success rate: the mean of the last {section.window} evaluations at each point; "
-        f"wall: training time (collection, updates, evaluation). Data: "
+        f"\n\nEval success rate: {what} at each point; wall: training time (collection, updates, "
+        "evaluation). Data: "
         + ", ".join(f"[`{d.relative_to(data.parent.parent).as_posix()}`]({d.relative_to(data.parent).as_posix()})"
                     for d in run_dirs)  # fmt: skip
         + "."
@@ -170,10 +172,10 @@ def section_block(section: Section, data: Path) -> tuple[str, list[Run]]:
 
 
 def replace_block(doc: str, name: str, block: str) -> str:
-    pattern = re.compile(rf"(<!-- report:{re.escape(name)} -->\n).*?(\n<!-- /report:{re.escape(name)} -->)", re.S)
+    pattern = re.compile(rf"(<!-- report:{re.escape(name)} -->\n)(?:.*?\n)?(<!-- /report:{re.escape(name)} -->)", re.S)
     if not pattern.search(doc):
         raise ReportError(f"{DOC.name}: no '<!-- report:{name} -->' ... '<!-- /report:{name} -->' block")
-    return pattern.sub(lambda m: m.group(1) + block + m.group(2), doc)
+    return pattern.sub(lambda m: m.group(1) + block + "\n" + m.group(2), doc)
 
 
 def build(doc_path: Path, data: Path, draw: bool) -> tuple[str, str]:
