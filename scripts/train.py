@@ -191,6 +191,11 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     resume_path = None if cfg.resume is None else checkpoint_path(cfg.resume)
     saved = None if resume_path is None else checkpoint.load(resume_path)
     resume_step = None if saved is None else int(saved["counters"]["env_steps"])
+    done = 0 if saved is None else int(saved["counters"]["epoch"])
+    if isinstance(cfg.runner.epochs, int) and cfg.runner.epochs < done:  # (other bad values: the Runner's check)
+        raise ConfigError(
+            f"runner.epochs={cfg.runner.epochs} is invalid: expected at least {done}, the epochs {resume_path} has done"
+        )
     runner, info = build_runner(cfg, Path(run_dir), resume_step)
     try:
         info_record = run_info(cfg, info)

@@ -10,15 +10,41 @@ import torch
 from test_ddpg import OBS, A, B, G, batch
 
 from agents import DDPG, SAC, TD3, ActorCriticAgent
+from agents.base import frozen
 from agents.networks import squashed_gaussian
 from her import OptionError
 
 AGENTS = [DDPG, TD3, SAC]
 
 
-def make(cls: type[ActorCriticAgent], **kw) -> ActorCriticAgent:
-    torch.manual_seed(0)
+def make(cls: type[ActorCriticAgent], seed: int = 0, **kw) -> ActorCriticAgent:
+    torch.manual_seed(seed)
     return cls(OBS, G, A, 2.0, **{"hidden": (32, 32), "batch_size": B, **kw})
+
+
+def binomial_margin(p: float, n: int) -> float:
+    """Four standard errors of a fraction estimated from ``n`` draws of probability ``p``."""
+    return 4.0 * np.sqrt(p * (1.0 - p) / n)
+
+
+def assert_states_equal(a, b, where: str = "state") -> None:
+    """Two ``state_dict`` trees hold the same keys and bit-identical tensors, arrays and numbers."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), (where, sorted(a), sorted(b))
+        for key in a:
+            assert_states_equal(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_states_equal(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    elif isinstance(a, np.ndarray):
+        np.testing.assert_array_equal(a, b, err_msg=where)
+    elif isinstance(a, float) and np.isnan(a):
+        assert np.isnan(b), where
+    else:
+        assert a == b, (where, a, b)
 
 
 def params(module: torch.nn.Module) -> list[torch.Tensor]:
@@ -77,6 +103,56 @@ def test_critics_regress_on_the_clipped_target(cls):
 
 
 @pytest.mark.parametrize("cls", AGENTS)
+def test_critics_see_actions_divided_by_action_max(cls):
+    ag = make(cls)  # action_max = 2; the batch's actions are uniform in [-2, 2]
+    b = ag.batch_to_tensors(batch())
+    x, next_x = ag.inputs(b.obs, b.goal), ag.inputs(b.next_obs, b.goal)
+    _, q = ag.critic_loss(x, next_x, b)
+    with torch.no_grad():
+        torch.testing.assert_close(q, ag.critic(x, b.action / 2.0))
+        assert not torch.allclose(q, ag.critic(x, b.action))
+
+
+@pytest.mark.parametrize("cls", [DDPG, TD3])
+def test_actor_loss_follows_the_first_critic_plus_the_weighted_action_penalty(cls):
+    ag = make(cls, n_critics=2, action_l2=0.7)
+    x = next_x(ag)
+    set_critic_outputs(ag.critic, [-1.0, -3.0])  # the first critic, not the minimum
+    with torch.no_grad():
+        pi = ag.actor(x)
+        expected = 1.0 + 0.7 * pi.pow(2).mean()
+        assert pi.abs().min() > 0
+        torch.testing.assert_close(ag.actor_loss(x), expected)
+
+
+@pytest.mark.parametrize("cls", [DDPG, TD3, SAC])
+def test_an_actor_step_raises_the_value_the_actor_follows(cls):
+    """One small actor step moves the policy uphill on its critic (``Q_1`` for DDPG/TD3, ``min_i Q_i`` of the
+    same reparameterized sample for SAC, with a negligible entropy weight) and leaves the critics alone."""
+    ag = make(cls, n_critics=2, action_l2=0.0, lr_actor=1e-4, **({"init_alpha": 1e-6} if cls is SAC else {}))
+    b = ag.batch_to_tensors(batch())
+    x = ag.inputs(b.obs, b.goal)
+
+    def value() -> float:
+        with torch.no_grad():
+            if cls is not SAC:
+                return ag.critic.first(x, ag.actor(x)).mean().item()
+            return ag.critic.min(x, ag.sample(x)[0]).mean().item()
+
+    critic = params(ag.critic)
+    state = ag.generator.get_state() if ag.generator is not None else None
+    before = value()
+    if state is not None:
+        ag.generator.set_state(state)  # SAC: the step samples the same noise as the value above
+    with frozen(ag.critic):
+        ag.actor_update(x)
+    if state is not None:
+        ag.generator.set_state(state)
+    assert value() > before
+    assert same(critic, ag.critic)
+
+
+@pytest.mark.parametrize("cls", AGENTS)
 def test_one_update_moves_the_online_networks_and_reports_the_logged_keys(cls):
     ag = make(cls)
     actor, critic = params(ag.actor), params(ag.critic)
@@ -104,32 +180,82 @@ def test_numpy_acting_matches_the_torch_networks(cls):
 
 
 @pytest.mark.parametrize("cls", AGENTS)
-def test_actions_are_bounded_and_greedy_actions_deterministic(cls):
+def test_greedy_actions_are_deterministic_and_exploration_is_seeded(cls):
     ag = make(cls)
     obs, goal = np.random.default_rng(0).normal(size=(200, OBS)), np.zeros((200, G))
     obs = obs.astype(np.float32)
     goal = goal.astype(np.float32)
     greedy = ag.act(obs, goal, explore=False)
-    assert greedy.shape == (200, A) and np.all(np.abs(greedy) <= 2.0)
+    assert greedy.shape == (200, A) and greedy.dtype == np.float32
     np.testing.assert_array_equal(greedy, ag.act(obs, goal, explore=False))
     explored = ag.act(obs, goal, explore=True, rng=np.random.default_rng(0))
     assert np.all(np.abs(explored) <= 2.0) and not np.allclose(explored, greedy)
     np.testing.assert_array_equal(explored, ag.act(obs, goal, explore=True, rng=np.random.default_rng(0)))
+    assert not np.array_equal(explored, ag.act(obs, goal, explore=True, rng=np.random.default_rng(1)))
+
+
+# --- DDPG/TD3 exploration (action_max = 2) ----------------------------------------------------------
+N_EXPLORE = 20_000
+
+
+def explore_from_one_state(ag: ActorCriticAgent) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy and exploring actions ``[N, A]`` of ``N_EXPLORE`` copies of one state."""
+    obs, goal = np.zeros((N_EXPLORE, OBS), np.float32), np.zeros((N_EXPLORE, G), np.float32)
+    greedy = ag.act(obs, goal, explore=False)
+    assert np.all(np.abs(greedy) < 1.0)  # half-way inside the bounds: the noise is almost never clipped
+    return greedy, ag.act(obs, goal, explore=True, rng=np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("cls", [DDPG, TD3])
+def test_exploration_noise_std_is_noise_eps_times_action_max(cls):
+    greedy, explored = explore_from_one_state(make(cls, random_eps=0.0, noise_eps=0.1))
+    noise = (explored - greedy).ravel()
+    n = len(noise)
+    assert noise.mean() == pytest.approx(0.0, abs=4 * 0.2 / np.sqrt(n))
+    assert noise.std() == pytest.approx(0.1 * 2.0, rel=4 / np.sqrt(2 * n))  # the std error of a std: std/sqrt(2n)
+
+
+@pytest.mark.parametrize("cls", [DDPG, TD3])
+def test_a_random_eps_fraction_of_exploring_actions_is_uniform(cls):
+    greedy, explored = explore_from_one_state(make(cls, random_eps=0.3, noise_eps=0.0))
+    random_rows = np.any(explored != greedy, axis=1)
+    assert random_rows.mean() == pytest.approx(0.3, abs=binomial_margin(0.3, N_EXPLORE))
+    np.testing.assert_array_equal(explored[~random_rows], greedy[~random_rows])
+    uniform = explored[random_rows].ravel()  # uniform on [-2, 2]: mean 0, std 4 / sqrt(12)
+    assert uniform.min() >= -2.0 and uniform.max() <= 2.0
+    assert uniform.mean() == pytest.approx(0.0, abs=4 * 1.155 / np.sqrt(len(uniform)))
+    # the std error of a uniform sample's std is sqrt(0.8) / 2 = 0.45 of the std over sqrt(n)
+    assert uniform.std() == pytest.approx(4 / np.sqrt(12), rel=4 * 0.45 / np.sqrt(len(uniform)))
 
 
 @pytest.mark.parametrize("cls", AGENTS)
 def test_state_dict_round_trip_continues_identically(cls):
+    """Everything an agent learns travels in its state dict: networks, targets, optimizer moments, normalizer
+    statistics, SAC's temperature and its optimizer, noise generators, counters."""
+    rng = np.random.default_rng(0)
     a = make(cls)
+    a.update_normalizers(rng.normal(3.0, 2.0, (300, OBS)), rng.normal(-1.0, 0.5, (300, G)))
     a.update(batch(0))
-    b = make(cls, lr_actor=0.5)
+    a.update_targets()
+    a.update(batch(3))
+    b = make(cls, seed=1, lr_actor=0.5, **({"init_alpha": 0.5} if cls is SAC else {}))
     b.load_state_dict(copy.deepcopy(a.state_dict()))
+    assert_states_equal(a.state_dict(), b.state_dict())
+    obs, goal = rng.normal(3.0, 2.0, (16, OBS)).astype(np.float32), rng.normal(-1.0, 0.5, (16, G)).astype(np.float32)
+    np.testing.assert_array_equal(a.act(obs, goal, False), b.act(obs, goal, False))
+    more_obs, more_goals = rng.normal(size=(50, OBS)), rng.normal(size=(50, G))
     for ag in (a, b):  # same noise streams, same delays, same optimizer moments from here on
+        ag.update_normalizers(more_obs, more_goals)
         ag.update(batch(1))
         ag.update_targets()
         ag.update(batch(2))
-    for name in ("actor", "critic", "critic_target"):
+    assert_states_equal(a.state_dict(), b.state_dict())
+    targets = ["critic_target"] + (["actor_target"] if cls is not SAC else [])
+    for name in ("actor", "critic", *targets):  # (also part of the state dicts compared above)
         for p, q in zip(getattr(a, name).parameters(), getattr(b, name).parameters()):
             torch.testing.assert_close(p, q, rtol=0, atol=0)
+    if cls is SAC:
+        assert a.temperature().item() == b.temperature().item() != 0.5
 
 
 @pytest.mark.parametrize(
@@ -193,10 +319,14 @@ def test_td3_actor_steps_only_every_policy_delay_updates_and_targets_follow_it()
         assert not same(critic, ag.critic)  # the critic steps every update
         assert same(actor, ag.actor) == (i % 2 == 1), i  # the actor on updates 0, 2, 4
         assert np.isfinite(stats["actor_loss"])  # the latest actor loss, also on skipped updates
-        targets = params(ag.actor_target) + params(ag.critic_target)
+        actor_t, critic_t = params(ag.actor_target), params(ag.critic_target)
         ag.update_targets()  # one update per "cycle": targets move only after an actor step
-        moved = not same(targets[: len(params(ag.actor))], ag.actor_target)
-        assert moved == (i % 2 == 0), i
+        for before, target, online in ((actor_t, ag.actor_target, ag.actor), (critic_t, ag.critic_target, ag.critic)):
+            if i % 2 == 0:
+                for t, t0, o in zip(target.parameters(), before, online.parameters()):
+                    torch.testing.assert_close(t, 0.5 * t0 + 0.5 * o, rtol=0, atol=1e-7)
+            else:
+                assert same(before, target), i
 
 
 # --- SAC ------------------------------------------------------------------------------------------
@@ -236,13 +366,15 @@ def test_sac_default_target_entropy_is_minus_action_dim():
     assert make(SAC, target_entropy=-0.5).target_entropy == -0.5
 
 
-def test_sac_actor_loss_follows_the_min_critic_and_the_entropy_bonus():
-    ag = make(SAC, init_alpha=1.0, action_l2=0.0)
+def test_sac_actor_loss_follows_the_min_critic_the_entropy_bonus_and_the_action_penalty():
+    ag = make(SAC, init_alpha=1.0, action_l2=0.7)
     b = ag.batch_to_tensors(batch())
     x = ag.inputs(b.obs, b.goal)
     set_critic_outputs(ag.critic, [-1.0, -3.0])
     state = ag.generator.get_state()
-    _, log_prob, _ = ag.sample(x)
+    _, log_prob, mean = ag.sample(x)
     ag.generator.set_state(state)
     stats = ag.actor_update(x)
-    assert stats["actor_loss"] == pytest.approx((log_prob + 3.0).mean().item(), rel=1e-5)
+    penalty = 0.7 * torch.tanh(mean).pow(2).mean()  # on the mean action
+    assert penalty > 0
+    assert stats["actor_loss"] == pytest.approx((log_prob + 3.0).mean().item() + penalty.item(), rel=1e-5)

@@ -1,8 +1,10 @@
-"""scripts/benchmark.py runs end to end at tiny sizes and writes every field (no timing thresholds)."""
+"""scripts/benchmark.py runs end to end at tiny sizes, writes every field (no timing thresholds) and the ones
+its config fixes; its time-to-success watcher finds the first evaluation at the threshold."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,11 +12,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_benchmark_quick_writes_positive_figures(tmp_path):
+def test_benchmark_quick_writes_positive_figures_and_the_configured_sizes(tmp_path):
     out = tmp_path / "bench.json"
     cmd = [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--quick", "--out", str(out),
            "--solve-env", "PointReach", "env=PointReach"]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     for key in ("raw_env_steps_per_s", "collect_steps_per_s", "collect_ratio_to_raw", "runner_updates_per_s",
@@ -22,9 +24,24 @@ def test_benchmark_quick_writes_positive_figures(tmp_path):
                 "parallel_collect_steps_per_s", "parallel_ratio_to_collect",
                 "sampler_batches_per_s_256", "sampler_batches_per_s_1024", "sampler_batches_per_s_256_per_cycle",
                 "sampler_cycle_batches", "fp32_updates_per_s", "bf16_updates_per_s", "bf16_to_fp32_ratio",
-                "peak_rss_mb", "torch_threads", "threads"):  # fmt: skip
+                "peak_rss_mb", "threads"):  # fmt: skip
         assert result[key] > 0, key
-    assert result["env"] == "PointReach-v0"
-    assert "time_to_success_0.9_s" in result and result["solve_seeds"] == [0]
-    assert len(result["time_to_success_env_steps"]) == 1
+    # fixed by the config (configs/env/PointReach.yaml) and the options
+    assert result["env"] == "PointReach-v0" and result["overrides"] == ["env=PointReach"]
+    assert (result["num_envs"], result["vectorization"], result["device"]) == (1, "sync", "cpu")
+    assert result["batch_size"] == 128 and result["sampler_cycle_batches"] == 20  # runner.updates_per_cycle
+    assert result["precision"] == "fp32"  # agent.precision
+    assert result["parallel_num_envs"] == 2 and result["sampler_buffer_transitions"] == 20_000  # --quick
+    assert result["torch_threads"] == os.cpu_count() and result["cpu_count"] == os.cpu_count()
+    assert result["solve_env"] == "PointReach" and result["solve_seeds"] == [0]
+    assert len(result["time_to_success_env_steps"]) == 1 and "time_to_success_0.9_s" in result
     assert "collect_steps_per_s" in proc.stdout  # the printed table
+
+
+def test_time_to_success_is_the_first_evaluation_at_the_threshold():
+    from benchmark import time_to_success
+
+    overrides = ["env=PointReach", "runner.epochs=3", "runner.cycles_per_epoch=1", "runner.updates_per_cycle=2",
+                 "runner.eval_episodes=2", "torch_threads=1", "logger.tensorboard=false"]  # fmt: skip
+    reached = time_to_success(overrides, 0.0, 600)  # every evaluation is at or above 0: the first one counts
+    assert reached["env_steps"] == 50 and reached["updates"] == 2 and reached["seconds"] > 0

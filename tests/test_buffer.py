@@ -51,3 +51,27 @@ def test_bad_shapes_are_rejected_and_nothing_is_written():
 def test_capacity_must_be_positive():
     with pytest.raises(OptionError, match="capacity=0"):
         make(0)
+
+
+def test_state_dict_after_wraparound_restores_contents_and_write_position():
+    buf = make(4)
+    buf.store(episodes(3, 0))
+    buf.store(episodes(3, 3))  # wrapped: slots hold episodes 4, 5, 2, 3 and the next write goes to slot 2
+    copy = make(4)
+    copy.load_state_dict(buf.state_dict())
+    assert (copy.n_episodes, copy.n_stored_total) == (4, 6)
+    for name in buf.data:
+        np.testing.assert_array_equal(copy.stored()[name], buf.stored()[name])
+    for b in (buf, copy):
+        assert b.store(episodes(1, 6)).tolist() == [2]
+    assert copy.data["obs"][:, 0, 0].tolist() == buf.data["obs"][:, 0, 0].tolist() == [4, 5, 6, 3]
+
+
+def test_state_dict_of_a_partly_filled_buffer_keeps_the_rest_empty():
+    buf = make(4)
+    buf.store(episodes(2, 0))
+    copy = make(4)
+    copy.store(episodes(4, 10))  # whatever it held is replaced
+    copy.load_state_dict(buf.state_dict())
+    assert copy.n_episodes == 2 and copy.store(episodes(1, 2)).tolist() == [2]
+    assert copy.stored()["obs"][:, 0, 0].tolist() == [0, 1, 2]

@@ -150,7 +150,22 @@ def test_the_policy_acts_on_observation_dicts(run_dir):
     env = make_env("PointReach-v0")
     obs, _ = env.reset(seed=0)
     action = policy.act(obs)
-    assert action.shape == (2,) and action.dtype == np.float32 and np.all(np.abs(action) <= 1.0)
+    assert action.shape == (2,) and action.dtype == np.float32
+    # the saved actor on the saved normalizer statistics, computed here from the file's tensors alone
+    saved = checkpoint.load(run_dir / "checkpoints" / "last.pt")["agent"]
+    x = []
+    for key, norm in (("observation", "obs_norm"), ("desired_goal", "goal_norm")):
+        stats = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in saved[norm].items()}
+        assert stats["count"] > 0
+        mean = stats["sum"] / stats["count"]
+        std = torch.sqrt(torch.clamp(stats["sumsq"] / stats["count"] - mean**2, min=0.01**2))
+        x.append(torch.clamp((torch.as_tensor(obs[key], dtype=torch.float64) - mean) / std, -5.0, 5.0))
+    h = torch.cat(x).float()
+    layers = sorted({k.split(".")[1] for k in saved["actor"]}, key=int)
+    for i, layer in enumerate(layers):
+        h = saved["actor"][f"net.{layer}.weight"] @ h + saved["actor"][f"net.{layer}.bias"]
+        h = torch.relu(h) if i < len(layers) - 1 else torch.tanh(h)  # action_max = 1
+    np.testing.assert_allclose(action, h.numpy(), atol=1e-5)
     batch = {k: np.stack([v] * 3) for k, v in obs.items()}
     np.testing.assert_allclose(
         policy.act(batch), np.stack([action] * 3), atol=1e-6
@@ -166,3 +181,65 @@ def test_a_policy_for_another_env_is_refused(run_dir):
     fetch = checkpoint.env_record("FetchReach-v4", env_info(make_env("FetchReach-v4")))
     with pytest.raises(CheckpointError, match="a policy for PointReach-v0 does not fit FetchReach-v4: .*obs_dim: 2"):
         policy.check_env_sizes(fetch, "x.pt")
+
+
+def test_a_file_of_another_format_version_is_refused(run_dir, tmp_path):
+    outer = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    torch.save({**outer, "version": checkpoint_file.VERSION + 1}, tmp_path / "newer.pt")
+    with pytest.raises(CheckpointError, match=f"newer.pt: format version {checkpoint_file.VERSION + 1}, this code"):
+        checkpoint.load(tmp_path / "newer.pt")
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda s: s.pop("record"), r"incomplete content: missing \['record'\]"),
+        (lambda s: s.update(kind="weights"), "incomplete content: missing \\[\\], kind 'weights'"),
+    ],
+    ids=["missing-key", "unknown-kind"],
+)
+def test_checksummed_but_incomplete_content_is_refused(run_dir, tmp_path, change, expected):
+    path = resaved(run_dir, tmp_path, change)
+    with pytest.raises(CheckpointError, match=f"changed.pt: {expected}"):
+        checkpoint.load(path)
+
+
+def resumable_copy(run_dir, tmp_path, change=None):
+    """A copy of the run dir, its last.pt changed by ``change(content)`` when given."""
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    if change is not None:
+        saved = checkpoint.load(copy / "checkpoints" / "last.pt")
+        change(saved)
+        checkpoint.save(copy / "checkpoints" / "last.pt", saved)
+    return copy
+
+
+def test_resuming_with_another_agent_class_names_both(run_dir, tmp_path):
+    copy = resumable_copy(run_dir, tmp_path)
+    with pytest.raises(
+        CheckpointError, match="does not fit this run: agent class: 'agents.DDPG' in the file, 'agents.TD3'"
+    ):
+        train(compose_config(*TINY, "agent=td3", f"resume={copy}"), copy)
+
+
+def test_resuming_into_another_env_names_each_difference(run_dir, tmp_path):
+    copy = resumable_copy(run_dir, tmp_path, lambda s: s["env"].update(id="Other-v0", obs_dim=3))
+    with pytest.raises(
+        CheckpointError, match="env.id: 'Other-v0' in the file, 'PointReach-v0' expected; env.obs_dim: 3 in the file, 2"
+    ):
+        train(compose_config(*TINY, f"resume={copy}"), copy)
+
+
+def test_resuming_with_fewer_epochs_than_done_is_an_error_that_writes_nothing(run_dir, tmp_path):
+    from train import ConfigError
+
+    copy = resumable_copy(run_dir, tmp_path)
+    before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+    with pytest.raises(
+        ConfigError, match="runner.epochs=1 is invalid: expected at least 2, the epochs .*last.pt has done"
+    ):
+        train(compose_config(*TINY, "runner.epochs=1", f"resume={copy}"), copy)
+    assert {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()} == before
+    train(compose_config(*TINY, "runner.epochs=2", f"resume={copy}"), copy)  # as many as done: nothing to do
+    assert checkpoint.load(copy / "checkpoints" / "last.pt")["counters"]["epoch"] == 2

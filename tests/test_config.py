@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from conftest import CONFIG_DIR, compose_config
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from agents import ActorCriticAgent
 from envs import env_info, make_env, make_vector_env
@@ -73,24 +75,54 @@ def test_custom_strategy_from_a_target():
     np.testing.assert_array_equal(out, ag[[0, 1], -1])
 
 
+def flatten(node: dict, prefix: str = "") -> dict[str, object]:
+    """``{"a": {"b": 1}} -> {"a.b": 1}``."""
+    flat: dict[str, object] = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 @pytest.mark.parametrize("experiment", options("experiment"))
-def test_experiment_presets_compose(experiment):
+def test_experiment_presets_compose_to_their_own_values(experiment):
+    """Every value a preset sets is in the composed config, and each group it overrides is the one in effect."""
+    text = (Path(CONFIG_DIR) / "experiment" / f"{experiment}.yaml").read_text()
+    assert text.startswith("# @package _global_")
+    preset = yaml.safe_load(text)
     cfg = compose_config(f"experiment={experiment}")
-    assert make_env(cfg.env.id) is not None
-    assert cfg.runner.epochs > 0
+    for entry in preset.pop("defaults", []):
+        for key, option in entry.items():
+            group = key.removeprefix("override /")
+            chosen = flatten(yaml.safe_load((Path(CONFIG_DIR) / group / f"{option}.yaml").read_text()))
+            if group == "env":  # (env options are global packages: FetchReach also sets agent and runner values)
+                assert cfg.env.id == chosen["env.id"], key
+            else:
+                assert cfg[group]._target_ == chosen["_target_"], key
+    for key, value in flatten(preset).items():
+        assert OmegaConf.select(cfg, key) == value, key
+
+
+# Async envs (one subprocess each) are under test in one preset; the others step their envs in-process.
+ASYNC_PRESET = "fetch_pick_and_place"
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))
 def test_experiment_presets_run_one_short_cycle(experiment, tmp_path):
     from train import train
 
+    vectorization = [] if experiment == ASYNC_PRESET else ["env.vectorization=sync"]
     cfg = compose_config(
         f"experiment={experiment}", "device=cpu", "progress=false", "logger.tensorboard=false", "env.num_envs=2",
         "runner.epochs=1", "runner.cycles_per_epoch=1", "runner.episodes_per_cycle=2", "runner.updates_per_cycle=1",
-        "runner.eval_episodes=2", "buffer.size=10000",
+        "runner.eval_episodes=2", "buffer.size=10000", "torch_threads=1", *vectorization,
     )  # fmt: skip
+    if experiment == ASYNC_PRESET:
+        assert cfg.env.vectorization == "async"
     metrics = train(cfg, tmp_path)
-    assert metrics["env_steps"] == 100 and metrics["updates"] == 1
+    assert metrics["env_steps"] == 100 and metrics["updates"] == 1 and metrics["buffer_transitions"] == 100
 
 
 @pytest.mark.parametrize("distributed", options("distributed"))

@@ -75,14 +75,6 @@ def test_actions_respect_bounds_and_exploration_uses_random_eps():
     np.testing.assert_allclose(no_explore, greedy, atol=1e-6)
 
 
-def test_state_dict_round_trip():
-    a, b = agent(), agent(lr_actor=0.5)
-    a.update(batch())
-    b.load_state_dict(a.state_dict())
-    x = batch(1)
-    np.testing.assert_array_equal(a.act(x.obs, x.goal, False), b.act(x.obs, x.goal, False))
-
-
 @pytest.mark.parametrize(
     "kw, match",
     [

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+from test_agents import assert_states_equal
 from torch import nn
 
-from agents import DDPG, RunningNormalizer
+from agents import DDPG, SAC, TD3, RunningNormalizer
 from envs import env_info, make_env, make_vector_env
 from her import HerReplayBuffer
 from her.run.distributed import Distributed, GradReduce, RanksOutOfSync, agent_parts, init_distributed, rank_seed
@@ -79,6 +80,39 @@ def rank_main(rank: int, port: int, out: Path) -> None:
         dataclasses.replace(distributed, grad_reduce=mode, _owns_group=False).all_reduce_grads(layer.parameters())
         reduced[mode.value] = layer.weight.grad.clone()
 
+    # one epoch's record, as each rank would have it: summed counts, rank 0's clocks and counters, means of the
+    # rest, None where a rank has none, rank 0's strings
+    reduced_record = distributed.reduce_record(
+        {
+            "epoch": 3 + rank,
+            "env_steps": 100 * (rank + 1),
+            "buffer_transitions": 50 * (rank + 1),
+            "updates": 7 + rank,
+            "wall_s": 10.0 + rank,
+            "updates_per_s": None if rank == 1 else 5.0,
+            "eval_success_rate": 0.25 * (rank + 1),
+            "q_mean": -1.0 - rank,
+            "actor_loss": None if rank == 1 else 0.5,
+            "note": f"rank{rank}",
+        }
+    )
+
+    # TD3 and SAC replicas, on the same process group: short runs from rank-specific initializations
+    replicas = {}
+    for cls in (TD3, SAC):
+        torch.manual_seed(200 + rank)
+        other = cls(info.obs_dim, info.goal_dim, info.action_dim, info.action_max, hidden=(16, 16), batch_size=32)
+        dataclasses.replace(distributed, _parts=None, _owns_group=False).attach(other)
+        other_buffer = HerReplayBuffer(
+            10_000, info.horizon, info.obs_dim, info.goal_dim, info.action_dim, info.compute_reward
+        )
+        other_runner = Runner(
+            other, other_buffer, env, env, info.horizon, epochs=1, cycles_per_epoch=2, episodes_per_cycle=1,
+            updates_per_cycle=3, eval_episodes=1, seed=rank_seed(1, rank), progress=False,
+        )  # fmt: skip
+        other_runner.run()  # (no distributed= given: the replicas are compared by the test, not checked here)
+        replicas[cls.__name__] = copy.deepcopy(other.state_dict())
+
     with torch.no_grad():  # desync one rank: the check must fail on every rank
         if rank == 1:
             next(agent.actor.parameters()).add_(1.0)
@@ -87,13 +121,25 @@ def rank_main(rank: int, port: int, out: Path) -> None:
         desync_error = ""
     except RanksOutOfSync as err:
         desync_error = str(err)
+    # with check_every=2 the periodic check runs after every second epoch only (epochs count from 0)
+    every_2nd = dataclasses.replace(distributed, check_every=2, _owns_group=False)
+    periodic = []
+    for epoch in range(4):
+        try:
+            every_2nd.periodic_check(epoch)
+            periodic.append(False)
+        except RanksOutOfSync:
+            periodic.append(True)
     torch.save(
         {
             "state": state,
             "first_episode_obs": buffer.storage.stored()["obs"][0],
             "record": record,
             "reduced_grads": reduced,
+            "reduced_record": reduced_record,
+            "replicas": replicas,
             "desync_error": desync_error,
+            "periodic_check_raised": periodic,
         },
         out / f"rank{rank}.pt",
     )
@@ -130,9 +176,35 @@ def test_two_gloo_ranks_stay_identical_and_share_normalizer_statistics(tmp_path)
     for r in (r0, r1):
         torch.testing.assert_close(r["reduced_grads"]["mean"], torch.full((1, 3), 1.5))
         torch.testing.assert_close(r["reduced_grads"]["sum"], torch.full((1, 3), 3.0))
-    # a deliberate desync is reported on both ranks, naming the tensor
+    # a deliberate desync is reported on both ranks, naming the tensor; with check_every=2, after epochs 1 and 3
     for r in (r0, r1):
         assert "differ across 2 ranks: actor." in r["desync_error"], r["desync_error"]
+        assert r["periodic_check_raised"] == [False, True, False, True]
+    # the record reduction, the same on both ranks
+    expected = {
+        "epoch": 3,
+        "env_steps": 300,
+        "buffer_transitions": 150,
+        "updates": 7,
+        "wall_s": 10.0,
+        "updates_per_s": 5.0,
+        "eval_success_rate": 0.375,
+        "q_mean": -1.5,
+        "actor_loss": None,
+        "note": "rank0",
+        "world_size": 2,
+    }
+    assert r0["reduced_record"] == expected  # rank 0's record is the one logged
+    combined = ("env_steps", "buffer_transitions", "eval_success_rate", "q_mean", "actor_loss", "world_size")
+    assert {k: r1["reduced_record"][k] for k in combined} == {k: expected[k] for k in combined}
+    assert all(type(r0["reduced_record"][k]) is int for k in ("epoch", "env_steps", "buffer_transitions", "updates"))
+    # TD3 and SAC replicas stay identical too, SAC's temperature and its optimizer included (each rank keeps
+    # its own noise generator)
+    for name in ("TD3", "SAC"):
+        a, b = ({k: v for k, v in r["replicas"][name].items() if k != "generator"} for r in (r0, r1))
+        assert_states_equal(a, b, name)
+    assert r0["replicas"]["SAC"]["temperature"]["log_alpha"] != 0.0  # alpha moved from its initial 1.0
+    assert r0["replicas"]["SAC"]["alpha_opt"]["state"]
 
 
 def test_torchrun_cli_writes_one_run_dir(tmp_path):
@@ -149,7 +221,7 @@ def test_torchrun_cli_writes_one_run_dir(tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dirs = [p.parent for p in work.rglob("metrics.jsonl")]

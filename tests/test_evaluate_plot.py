@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import CONFIG_DIR, compose_config
 from evaluate import evaluate
 from hydra import compose, initialize_config_dir
@@ -17,6 +18,7 @@ from train import ConfigError, train
 
 from envs import make_env, make_vector_env
 from her.checkpoint_file import CheckpointError
+from her.run import checkpoint
 from her.run.evaluation import render_episodes
 from her.run.runner import collect_episodes
 
@@ -30,10 +32,31 @@ def evaluate_config(*overrides: str):
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
+    """A short point-env run whose checkpoints then get a hand-made actor that steers toward the goal, so that
+    evaluations reach goals after seed-dependent numbers of steps (returns tell evaluations apart)."""
     run_dir = tmp_path_factory.mktemp("run")
     overrides = ("env=PointReach", "runner.epochs=1", "runner.cycles_per_epoch=1", "runner.updates_per_cycle=2")
     train(compose_config(*overrides, "torch_threads=1", "progress=false", "logger.tensorboard=false"), run_dir)
+    for name in ("checkpoints/last.pt", "checkpoints/best.pt", "policy.pt"):
+        saved = checkpoint.load(run_dir / name)
+        saved["agent"]["actor"] = toward_goal_actor(saved["agent"]["actor"])
+        for norm in ("obs_norm", "goal_norm"):  # no statistics: the identity
+            saved["agent"][norm] = {"sum": np.zeros(2), "sumsq": np.zeros(2), "count": 0}
+        checkpoint.save(run_dir / name, saved)
     return run_dir
+
+
+def toward_goal_actor(actor: dict) -> dict:
+    """Weights of the 2-64-64-2 point-env actor for ``tanh(5 (goal - obs))`` on inputs ``[obs, goal]``: the
+    first layer splits each ``goal_i - obs_i`` into its positive and negative part (ReLU), the second passes them
+    on, the last joins them."""
+    out = {k: torch.zeros_like(v) for k, v in actor.items()}
+    for i in range(2):
+        out["net.0.weight"][2 * i, [i, 2 + i]] = torch.tensor([-1.0, 1.0])
+        out["net.0.weight"][2 * i + 1, [i, 2 + i]] = torch.tensor([1.0, -1.0])
+        out["net.2.weight"][2 * i, 2 * i] = out["net.2.weight"][2 * i + 1, 2 * i + 1] = 1.0
+        out["net.4.weight"][i, 2 * i], out["net.4.weight"][i, 2 * i + 1] = 5.0, -5.0
+    return out
 
 
 def toward_goal(obs: np.ndarray, goal: np.ndarray) -> np.ndarray:
@@ -50,17 +73,21 @@ def test_video_episodes_replay_the_first_evaluated_ones():
     assert rendered[0].frames.shape == (51, 128, 128, 3) and rendered[0].frames.dtype == np.uint8
 
 
-def test_evaluate_cli_writes_json_and_a_playable_video(run_dir):
+def test_evaluate_cli_writes_json_and_a_playable_video(run_dir, tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "evaluate.py"), f"policy={run_dir}", "episodes=4", "video=true"],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("success_rate ") and "over 4 episodes of PointReach-v0" in proc.stdout
-    result = json.loads((run_dir / "eval_last.json").read_text())
-    assert result["episodes"] == 4 and 0.0 <= result["success_rate"] <= 1.0 and result["env_steps"] == 50
+    result = json.loads((run_dir / "eval_last.json").read_text())  # the default output: next to the run
+    assert result["episodes"] == 4 and result["env_steps"] == 50 and result["seed"] == 1_000_000
+    # the same numbers as an in-process evaluation of the same checkpoint on the same seed
+    same = evaluate(evaluate_config(f"policy={run_dir}/checkpoints/last.pt", "episodes=4", f"output={tmp_path}/x.json"))
+    assert (result["success_rate"], result["mean_return"]) == (same["success_rate"], same["mean_return"])
+    assert proc.stdout.startswith(f"success_rate {result['success_rate']:.3f} mean_return {result['mean_return']:.2f}")
+    assert "over 4 episodes of PointReach-v0" in proc.stdout
     assert result["video"]["frames"] == 3 * 51 and result["video"]["path"] == str(run_dir / "eval_last.mp4")
     import imageio.v2 as imageio
 
@@ -68,13 +95,32 @@ def test_evaluate_cli_writes_json_and_a_playable_video(run_dir):
     assert len(frames) == 3 * 51 and frames[0].shape == (128, 128, 3)
 
 
-def test_evaluate_is_deterministic_and_writes_where_asked(run_dir, tmp_path):
-    a = evaluate(evaluate_config(f"policy={run_dir}/checkpoints/best.pt", "episodes=6", f"output={tmp_path}/a.json"))
-    b = evaluate(
-        evaluate_config(f"policy={run_dir}/policy.pt", "episodes=6", "num_envs=2", f"output={tmp_path}/b.json")
+def test_evaluate_cli_exits_2_on_bad_input_without_a_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "evaluate.py"), f"policy={tmp_path}/nope.pt"],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
-    assert json.loads((tmp_path / "a.json").read_text())["checkpoint"].endswith("best.pt")
-    assert a["episodes"] == b["episodes"] == 6 and (tmp_path / "b.json").exists()
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: checkpoint {tmp_path}/nope.pt: no such file")
+    assert "Traceback" not in proc.stderr
+
+
+def test_evaluate_is_deterministic_and_writes_where_asked(run_dir, tmp_path):
+    def run(*overrides: str) -> dict:
+        return evaluate(evaluate_config(f"policy={run_dir}/checkpoints/best.pt", "episodes=6", *overrides))
+
+    a, b = run(f"output={tmp_path}/a.json"), run(f"output={tmp_path}/b.json")
+    assert a["episodes"] == 6 and {**a, "output": None} == {**b, "output": None}
+    assert json.loads((tmp_path / "a.json").read_text()) == {k: v for k, v in a.items() if k != "output"}
+    assert a["success_rate"] > 0.5 and a["mean_return"] > -50  # (the hand-made actor steers to the goals)
+    other = run(f"output={tmp_path}/c.json", "seed=5")
+    assert other["seed"] == 5 and other["mean_return"] != a["mean_return"]  # other episodes
+    default = run()  # next to the run, named after the checkpoint
+    assert default["output"] == str(run_dir / "eval_best.json") and (run_dir / "eval_best.json").exists()
+    assert default["checkpoint"] == str(run_dir / "checkpoints" / "best.pt")
+    assert default["mean_return"] == a["mean_return"]
 
 
 @pytest.mark.parametrize(
@@ -139,3 +185,14 @@ def test_plot_bad_input(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert plot_main([str(tmp_path / "empty")]) == 2
     assert "no run dirs (with metrics.jsonl)" in capsys.readouterr().err
+    fake_run(tmp_path / "unconfigured", "A-v0", 0, [0.5])
+    (tmp_path / "unconfigured" / ".hydra" / "config.yaml").unlink()
+    assert plot_main([str(tmp_path / "unconfigured"), "-o", str(tmp_path / "p.png")]) == 2
+    assert f"error: {tmp_path / 'unconfigured'}: no .hydra/config.yaml to tell its env" in capsys.readouterr().err
+    assert not (tmp_path / "p.png").exists()
+    fake_run(tmp_path / "a", "A-v0", 0, [0.5])
+    for smooth in ("0", "-2"):
+        with pytest.raises(SystemExit) as exit_:
+            plot_main([str(tmp_path / "a"), "--smooth", smooth])
+        assert exit_.value.code == 2
+        assert f"--smooth={smooth}: expected a positive integer" in capsys.readouterr().err

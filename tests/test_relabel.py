@@ -29,6 +29,11 @@ def reward_fn(ag, g, info):
     return -(np.linalg.norm(ag - g, axis=-1) > 0.5).astype(np.float32)
 
 
+def binomial_margin(p: float, n: int) -> float:
+    """Four standard errors of a fraction estimated from ``n`` draws of probability ``p``."""
+    return 4.0 * np.sqrt(p * (1.0 - p) / n)
+
+
 def sample(strategy: str, relabel_p: float = 1.0, batch: int = 4000, seed: int = 0):
     return sample_her_transitions(
         tagged_episodes(), batch, resolve_strategy(strategy), relabel_p, reward_fn, np.random.default_rng(seed)
@@ -57,8 +62,9 @@ def test_episode_goal_is_from_the_same_episode_and_random_goal_from_any():
     np.testing.assert_array_equal(tr.goal[:, 1], tr.obs[:, 1])
     assert set(np.unique(tr.goal[:, 0])) == set(range(T + 1))
     tr = sample("random")
-    assert np.mean(tr.goal[:, 1] != tr.obs[:, 1]) > 0.5  # mostly other episodes
-    assert set(np.unique(tr.goal[:, 1])) == set(range(N))
+    other = 1 - 1 / N  # the goal's episode is uniform over the N stored ones
+    assert np.mean(tr.goal[:, 1] != tr.obs[:, 1]) == pytest.approx(other, abs=binomial_margin(other, len(tr.goal)))
+    assert set(np.unique(tr.goal[:, 1])) == set(range(N)) and set(np.unique(tr.goal[:, 0])) == set(range(T + 1))
 
 
 @pytest.mark.parametrize("replay_k, expected", [(0, 0.0), (1, 0.5), (4, 0.8)])
@@ -67,7 +73,7 @@ def test_relabel_fraction_follows_replay_k(replay_k, expected):
     assert p == pytest.approx(expected)
     tr = sample("future", p, batch=20000)
     relabeled = np.mean(tr.goal[:, 0] != -1)
-    assert relabeled == pytest.approx(expected, abs=0.02)
+    assert relabeled == pytest.approx(expected, abs=max(binomial_margin(expected, 20000), 1e-12))
 
 
 def test_rewards_are_recomputed_for_the_new_goals():
@@ -122,11 +128,15 @@ def test_mixture_draws_each_strategy_in_proportion():
     tr = sample_her_transitions(eps, 20000, mix, 1.0, reward_fn, np.random.default_rng(0))
     t = tr.obs[:, 0]
     actual = tr.goal[:, 0] >= 100
-    assert np.mean(actual) == pytest.approx(0.25, abs=0.02)
+    assert np.mean(actual) == pytest.approx(0.25, abs=binomial_margin(0.25, len(actual)))
     own = ~actual
     assert np.all(tr.goal[own, 1] == tr.obs[own, 1]) and np.all(tr.goal[own, 0] > t[own])  # future or final
-    final_share = np.mean(tr.goal[own, 0] == T)  # final goals plus the future goals that hit step T
-    assert final_share > 0.25 / 0.75
+    # Among the own-episode goals, a third are final (step T) and two thirds future; a future goal of step t is
+    # uniform over the T - t steps after it, so it is step T with probability 1 / (T - t), t uniform in [0, T).
+    future_hits_final = np.mean([1 / (T - step) for step in range(T)])  # H_10 / 10 = 0.293
+    expected = 1 / 3 + 2 / 3 * future_hits_final  # 0.529
+    final_share = np.mean(tr.goal[own, 0] == T)
+    assert final_share == pytest.approx(expected, abs=binomial_margin(expected, int(own.sum())))
 
 
 @pytest.mark.parametrize("env_id", ["PointReach-v0", "FetchReach-v4"])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from her import HindsightExperienceReplay, OptionError
+from her import HindsightExperienceReplay, OptionError, sparse_reward
 
 
 def test_readme_example_runs_as_written():
@@ -33,6 +33,9 @@ def test_readme_example_runs_as_written():
     )
     assert rewards.shape == (64,) and dones.shape == (64,)
     assert all(t.dtype == torch.float32 for t in batch)
+    # the stored rewards were uniform in [0, 1): every returned one is recomputed for the returned goal
+    expected = sparse_reward(0.05)(next_states.numpy(), goals.numpy(), {})
+    np.testing.assert_array_equal(rewards.numpy(), expected)
 
 
 def rand_transition(rng, s=4, a=2):
@@ -108,3 +111,69 @@ def test_bad_constructor_arguments():
         HindsightExperienceReplay(4, 2, 10, 2, "nope")
     with pytest.raises(OptionError, match="goal_sampling_strategy=3"):
         HindsightExperienceReplay(4, 2, 10, 2, 3)
+
+
+def stored(her: HindsightExperienceReplay, n: int, seed: int = 0, s: int = 4) -> list[tuple]:
+    rng = np.random.default_rng(seed)
+    transitions = [rand_transition(rng, s) for _ in range(n)]
+    for t in transitions:
+        her.store_transition(*t)
+    return transitions
+
+
+def test_rewards_are_recomputed_for_the_goals_a_tensor_strategy_returns():
+    """A strategy that moves every goal to one point: the rewards are 0 exactly where the next state is there."""
+    point = np.full(4, 0.5, np.float32)
+    her = HindsightExperienceReplay(4, 2, 100, 32, lambda goals: torch.as_tensor(point).expand_as(goals), seed=0)
+    rng = np.random.default_rng(0)
+    for i in range(20):  # every other transition ends at the point
+        t = list(rand_transition(rng))
+        t[3] = point if i % 2 == 0 else t[3]
+        her.store_transition(*t)
+    for _ in range(5):
+        states, _, rewards, next_states, _, goals = her.sample()
+        assert torch.all(goals == torch.as_tensor(point))
+        at_point = torch.all(next_states == torch.as_tensor(point), dim=1)
+        assert 0 < at_point.sum() < 32
+        np.testing.assert_array_equal(rewards.numpy(), np.where(at_point.numpy(), 0.0, -1.0))
+
+
+def test_a_named_strategy_relabels_a_relabel_p_fraction_with_recomputed_rewards():
+    """``final`` with ``relabel_p = 0.3``: relabeled goals are the next state (reward 0), the others keep the
+    goal they were stored with (a hindsight copy's goal is its next state too, so only real copies tell)."""
+    her = HindsightExperienceReplay(4, 2, 1000, 64, "final", relabel_p=0.3, seed=0)
+    transitions = stored(her, 200)
+    real_goals = {t[3].astype(np.float32).tobytes(): t[5].astype(np.float32) for t in transitions}
+    real = 0
+    for _ in range(100):
+        _, _, rewards, next_states, _, goals = her.sample()
+        copies = [i for i in range(64) if not torch.equal(goals[i], next_states[i])]  # kept a real goal
+        for i in copies:
+            np.testing.assert_array_equal(goals[i].numpy(), real_goals[next_states[i].numpy().tobytes()])
+        np.testing.assert_array_equal(rewards.numpy(), sparse_reward(0.05)(next_states.numpy(), goals.numpy(), {}))
+        real += len(copies)
+    n = 100 * 64
+    # Half the stored episodes are real copies, and 0.7 of their rows keep the real goal: 0.35 of all rows
+    # (the others, and all hindsight copies, have the next state as their goal).
+    assert real / n == pytest.approx(0.35, abs=4 * np.sqrt(0.35 * 0.65 / n))
+
+
+def test_same_seed_same_batches_and_sampling_never_changes_the_stored_data():
+    def strategy(goals):
+        return goals + 1.0
+
+    runs = []
+    for seed in (3, 3, 4):
+        for named in ("future", strategy):
+            her = HindsightExperienceReplay(4, 2, 100, 16, named, relabel_p=0.5, seed=seed)
+            stored(her, 30)
+            before = {k: v.copy() for k, v in her.storage.data.items()}
+            runs.append([her.sample() for _ in range(10)])
+            for k, v in her.storage.data.items():
+                np.testing.assert_array_equal(v, before[k], err_msg=k)
+    for a, b in zip(runs[0:2], runs[2:4]):  # seed 3 twice
+        for x, y in zip(a, b):
+            for u, v in zip(x, y):
+                assert torch.equal(u, v)
+    for a, c in zip(runs[0:2], runs[4:6]):  # seed 4 draws other batches
+        assert not all(torch.equal(x[0], y[0]) for x, y in zip(a, c))
