@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from her.checkpoint_file import write_atomic
+from her.checkpoint_file import append_atomic, write_atomic
 
 # metrics.jsonl key -> TensorBoard tag
 TB_TAGS = {
@@ -61,9 +61,11 @@ class MetricsLogger:
             self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
 
     def log_epoch(self, record: dict[str, Any]) -> None:
-        """Write ``record`` (must hold ``env_steps``) as a JSON line and its known scalars to TensorBoard."""
-        with self.jsonl_path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        """Write ``record`` (must hold ``env_steps``) as a JSON line and its known scalars to TensorBoard.
+
+        A line that cannot be written (a full disk) raises ``her.checkpoint_file.WriteError`` and leaves no
+        partial line."""
+        append_atomic(self.jsonl_path, (json.dumps(record) + "\n").encode())
         if self.writer is not None:
             step = int(record["env_steps"])
             for key, tag in TB_TAGS.items():
