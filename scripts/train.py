@@ -129,7 +129,8 @@ def run_info(cfg: DictConfig, info: Any) -> RunInfo:
 def build_runner(cfg: DictConfig, run_dir: Path | None, resume_step: int | None = None) -> tuple[Runner, EnvInfo]:
     """Envs, buffer, agent and runner from ``cfg`` (also sets torch threads and the torch seed).
 
-    Metrics go to ``run_dir`` (on rank 0 only; ``None``: nowhere), continuing TensorBoard at ``resume_step``."""
+    Metrics go to ``run_dir`` (on rank 0 only; ``None``: nowhere), continuing after ``resume_step`` (the env steps
+    of all ranks of the last epoch logged before the checkpoint resumed from)."""
     seed = _build("", validation.non_negative_int, "seed", cfg.seed)
     distributed = _build("distributed", instantiate(cfg.distributed), _build("", resolve_device, cfg.device))
     device = distributed.device  # under torchrun with cuda: this rank's GPU
@@ -191,7 +192,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     resumable = None if cfg.resume is None else checkpoint.load_resumable(cfg.resume)
     resume_path = None if resumable is None else resumable.path
     saved = None if resumable is None else resumable.content
-    resume_step = None if saved is None else int(saved["counters"]["env_steps"])
+    resume_step = None if saved is None else checkpoint.logged_env_steps(saved)
     runner, info = build_runner(cfg, Path(run_dir), resume_step)
     if resumable is not None and resumable.warning is not None and runner.distributed.is_main:
         print(f"warning: {resumable.warning}", file=sys.stderr)

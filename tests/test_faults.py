@@ -165,7 +165,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_generation(tmp_p
     train(resume_config(run_dir, ["runner.epochs=4"]), run_dir)
     warning = capsys.readouterr().err
     assert f"warning: checkpoint {last}: unreadable" in warning
-    assert f"resuming from the previous generation {previous} (epoch 2, env steps 100): 1 logged epoch" in warning
+    assert f"resuming from the previous generation {previous} (epoch 2): 1 logged epoch after it is" in warning
     assert without_timing(run_dir) == reference  # epoch 2 done again, exactly
 
 
@@ -176,7 +176,7 @@ def test_a_missing_newest_falls_back_and_two_bad_generations_name_both(tmp_path)
     last.unlink()  # a kill between the two renames of a write
     resumable = checkpoint.load_resumable(run_dir)
     assert resumable.path == previous and "last.pt: no such file" in resumable.warning
-    assert "epoch 0, env steps 0): 1 logged epoch after it is done again" in resumable.warning
+    assert "(epoch 0): 1 logged epoch after it is done again" in resumable.warning
     previous.write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match=r"last.pt: no such file \(and the previous generation .*unreadable"):
         checkpoint.load_resumable(run_dir)

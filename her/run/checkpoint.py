@@ -57,6 +57,7 @@ __all__ = [  # the file-level names are re-exported: one import serves a script
     "has_resumable",
     "load",
     "load_resumable",
+    "logged_env_steps",
     "resolve_path",
     "restore",
     "save",
@@ -172,6 +173,12 @@ class Resumable:
     warning: str | None = None
 
 
+def logged_env_steps(saved: Mapping[str, Any]) -> int:
+    """The ``env_steps`` (of all ranks, as metrics.jsonl counts them) of the last epoch logged before checkpoint
+    ``saved`` was written (0 before the first): the lines logged after it have more."""
+    return int(saved["record"].get("env_steps", 0))
+
+
 def has_resumable(run_dir: str | Path) -> bool:
     """Whether ``run_dir`` holds a resumable checkpoint file of either generation (readable or not)."""
     directory = Path(run_dir) / CHECKPOINT_DIR
@@ -193,13 +200,11 @@ def load_resumable(run_dir: str | Path) -> Resumable:
     except CheckpointError as err:
         problem = f"{newest_error.problem} (and the previous generation {previous}: {err.problem})"
         raise CheckpointError(newest, problem) from None
-    counters = saved["counters"]
-    metrics = Path(run_dir) / "metrics.jsonl"
-    redone = sum(r["env_steps"] > counters["env_steps"] for r in read_records(metrics)) if metrics.is_file() else 0
+    metrics, logged = Path(run_dir) / "metrics.jsonl", logged_env_steps(saved)
+    redone = sum(r["env_steps"] > logged for r in read_records(metrics)) if metrics.is_file() else 0
     warning = (
-        f"{newest_error}; resuming from the previous generation {previous} (epoch {counters['epoch']}, "
-        f"env steps {counters['env_steps']}): {redone} logged epoch{'s' if redone != 1 else ''} after it "
-        f"{'are' if redone != 1 else 'is'} done again"
+        f"{newest_error}; resuming from the previous generation {previous} (epoch {saved['counters']['epoch']}): "
+        f"{redone} logged epoch{'s' if redone != 1 else ''} after it {'are' if redone != 1 else 'is'} done again"
     )
     return Resumable(previous, saved, warning)
 

@@ -41,9 +41,9 @@ class MetricsLogger:
     Args:
         run_dir: output directory (created if missing).
         tensorboard: write TensorBoard event files to ``run_dir/tb``.
-        resume_step: continue a run whose checkpoint holds its first ``resume_step`` env steps: records
-            logged after that checkpoint are dropped from metrics.jsonl and purged from TensorBoard, so
-            the resumed run's curves continue without a gap or a duplicate step.
+        resume_step: continue a run whose checkpoint was written after the epoch logged at ``resume_step``
+            env steps (of all ranks): records logged after that checkpoint are dropped from metrics.jsonl and
+            purged from TensorBoard, so the resumed run's curves continue without a gap or a duplicate step.
     """
 
     def __init__(self, run_dir: str | Path, tensorboard: bool = True, resume_step: int | None = None) -> None:
