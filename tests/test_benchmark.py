@@ -22,8 +22,9 @@ def test_benchmark_quick_writes_positive_figures(tmp_path):
                 "parallel_collect_steps_per_s", "parallel_ratio_to_collect",
                 "sampler_batches_per_s_256", "sampler_batches_per_s_1024", "sampler_batches_per_s_256_per_cycle",
                 "sampler_cycle_batches",
-                "peak_rss_mb", "torch_threads", "threads"):  # fmt: skip
+                "peak_rss_mb", "torch_threads", "threads", "rss_full_mb", "rss_end_mb", "memory_cycles"):  # fmt: skip
         assert result[key] > 0, key
+    assert len(result["rss_samples_mb"]) == 3  # full once, then overwritten twice (--quick)
     assert result["env"] == "PointReach-v0"
     assert "time_to_success_0.9_s" in result and result["solve_seeds"] == [0]
     assert len(result["time_to_success_env_steps"]) == 1
