@@ -275,7 +275,9 @@ def main() -> None:
         "torch": torch.__version__,
     }
 
-    memory_cfg = load_config(args.overrides + [f"buffer.size={args.memory_buffer}", "logger.tensorboard=false"])
+    # --quick: two episodes of 50 steps in the buffer, and 2 updates a cycle
+    memory = ["buffer.size=100", "runner.updates_per_cycle=2"] if quick else [f"buffer.size={args.memory_buffer}"]
+    memory_cfg = load_config(args.overrides + memory + ["logger.tensorboard=false"])
     results.update(memory_over_wraps(memory_cfg, 2 if quick else args.memory_wraps))
     if args.memory_only:
         write_results(results, args.out)
