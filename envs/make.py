@@ -9,6 +9,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -19,6 +20,8 @@ from her.relabel import GOAL_KEYS, RewardFn
 
 POINT_ENV_ID = "PointReach-v0"
 VECTORIZATION_MODES = ("sync", "async")
+FAILURE_REWARD = -1.0
+"""The reward of a step whose achieved or desired goal holds NaN or inf: a failure of the sparse ``-1/0`` reward."""
 
 
 @functools.cache
@@ -60,7 +63,38 @@ def make_env(env_id: str, **kwargs: object) -> gym.Env:
         raise ValueError(f"{env_id} needs a Box action space with equal symmetric bounds, got {act}")
     if env.spec is None or env.spec.max_episode_steps is None:
         raise ValueError(f"{env_id} has no max_episode_steps: HER needs fixed-length episodes")
-    return env
+    return NonFiniteGoalFails(env)
+
+
+def finite_goals(achieved_goal: np.ndarray, desired_goal: np.ndarray) -> np.ndarray:
+    """``[..., g], [..., g] -> [...]`` bool: both goals hold only finite numbers."""
+    return np.isfinite(achieved_goal).all(axis=-1) & np.isfinite(desired_goal).all(axis=-1)
+
+
+class NonFiniteGoalFails(gym.Wrapper):
+    """A step whose achieved or desired goal holds NaN or inf (a diverged policy's actions, a simulator that
+    blew up) is a failure: reward ``FAILURE_REWARD`` and ``is_success`` 0. gymnasium-robotics' Fetch
+    ``compute_reward`` writes ``-(d > threshold)``, which is 0, a success, for a NaN distance."""
+
+    def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], Any, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if not finite_goals(obs["achieved_goal"], obs["desired_goal"]):
+            reward, info = FAILURE_REWARD, {**info, "is_success": 0.0}
+        return obs, reward, terminated, truncated, info
+
+
+def failing_non_finite_goals(compute_reward: RewardFn) -> RewardFn:
+    """``compute_reward`` with ``FAILURE_REWARD`` wherever a goal of the batch holds NaN or inf (see
+    ``NonFiniteGoalFails``); ``[B, g], [B, g] -> [B]``."""
+
+    def guarded(achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray:
+        reward = compute_reward(achieved_goal, desired_goal, info)
+        finite = finite_goals(np.asarray(achieved_goal), np.asarray(desired_goal))
+        if finite.all():
+            return reward
+        return np.where(finite, reward, FAILURE_REWARD).astype(np.float32)
+
+    return guarded
 
 
 @dataclass(frozen=True)
@@ -84,7 +118,7 @@ def env_info(env: gym.Env) -> EnvInfo:
         action_dim=int(env.action_space.shape[0]),
         action_max=float(env.action_space.high.flat[0]),
         horizon=int(env.spec.max_episode_steps),
-        compute_reward=env.unwrapped.compute_reward,
+        compute_reward=failing_non_finite_goals(env.unwrapped.compute_reward),
     )
 
 

@@ -8,6 +8,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from her.relabel import success_reward
+
 
 class PointReachEnv(gym.Env):
     """A point in the plane moves by ``step_size * action`` per step toward a goal in ``[-1, 1]^2``.
@@ -41,9 +43,10 @@ class PointReachEnv(gym.Env):
         self._goal = np.zeros(2, np.float32)
 
     def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray:
-        """Batched sparse reward: ``[..., 2], [..., 2] -> [...]`` of ``-1.0`` / ``0.0``."""
+        """Batched sparse reward: ``[..., 2], [..., 2] -> [...]`` of ``-1.0`` / ``0.0``; a NaN or inf distance
+        (a diverged policy's position) is a failure."""
         d = np.linalg.norm(np.asarray(achieved_goal) - np.asarray(desired_goal), axis=-1)
-        return -(d > self.distance_threshold).astype(np.float32)
+        return success_reward(d <= self.distance_threshold)
 
     def _obs(self) -> dict[str, np.ndarray]:
         return {"observation": self._pos.copy(), "achieved_goal": self._pos.copy(), "desired_goal": self._goal.copy()}

@@ -4,7 +4,10 @@ A checkpoint file is ``torch.save({"format", "version", "sha256", "payload"})``:
 ``torch.save`` bytes of the content (as a uint8 tensor: pickled ``bytes`` would grow by half) and
 ``sha256`` their digest, so a truncated or damaged file is reported, never half-loaded. Both layers load
 with ``weights_only=True`` (no pickled code runs). Files are written to a temporary name, synced, then
-renamed over the old one (``os.replace``): the previous checkpoint stays whole until the new one is.
+renamed over the old one (``os.replace``): the previous checkpoint stays whole until the new one is. The
+resumable ``last.pt`` keeps one older generation: each write first renames the file it replaces to
+``last.prev.pt``. A write that fails (a full disk, an unwritable dir) raises ``WriteError`` naming the file,
+leaves the previous one in place and no temporary file behind.
 
 The content: ``kind`` (``training``: resumable; ``policy``: agent only), ``env`` (id and sizes),
 ``agent_class`` and ``agent_kwargs`` (what rebuilds the agent), ``agent`` (its ``state_dict``), ``config``
@@ -17,6 +20,7 @@ writes the files and is all that loading a policy needs.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -31,6 +35,7 @@ FORMAT = "her-fetch-checkpoint"
 VERSION = 1
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.pt"
+LAST_PREV = "last.prev.pt"
 BEST = "best.pt"
 KINDS = ("training", "policy")
 CONTENT_KEYS = ("kind", "env", "agent_class", "agent_kwargs", "agent", "config", "counters", "record", "training")
@@ -41,7 +46,19 @@ class CheckpointError(Exception):
 
     def __init__(self, path: str | Path, problem: str) -> None:
         self.path = Path(path)
+        self.problem = problem
         super().__init__(f"checkpoint {path}: {problem}")
+
+
+class WriteError(Exception):
+    """A file that could not be written (disk full, no permission, ...); the message names it and the reason."""
+
+    def __init__(self, path: str | Path, err: OSError, kept: str = "its previous content is kept") -> None:
+        self.path = Path(path)
+        self.errno = err.errno
+        code = errno.errorcode.get(err.errno, "") if err.errno is not None else ""
+        reason = f"{err.strerror or err}" + (f" ({code})" if code else "")
+        super().__init__(f"cannot write {path}: {reason}; {kept}")
 
 
 # --- files ----------------------------------------------------------------------------------------
@@ -51,23 +68,54 @@ def _sync(f: BinaryIO) -> None:
     os.fsync(f.fileno())
 
 
-def write_atomic(path: str | Path, data: bytes) -> None:
-    """Replace ``path`` by ``data`` so that at every moment it holds either the old or the new bytes."""
+def write_atomic(path: str | Path, data: bytes, previous: str | Path | None = None) -> None:
+    """Replace ``path`` by ``data`` so that at every moment it holds either the old or the new bytes.
+
+    With ``previous``, the file being replaced is renamed to ``previous`` first (replacing it), so the two
+    latest generations are kept; a kill between the two renames leaves the old one as ``previous`` only.
+    Any failure raises ``WriteError`` and removes the temporary file.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with tmp.open("wb") as f:
             f.write(data)
             _sync(f)
+        if previous is not None and path.exists():
+            os.replace(path, previous)
         os.replace(tmp, path)
+        _sync_dir(path.parent)  # make the renames themselves durable
+    except OSError as err:
+        raise WriteError(path, err) from None
     finally:
         tmp.unlink(missing_ok=True)
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def _sync_dir(directory: Path) -> None:
+    if hasattr(os, "O_DIRECTORY"):
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def append_atomic(path: str | Path, data: bytes) -> None:
+    """Append ``data`` to ``path`` (created if missing) whole or not at all: a failed write (disk full) is cut
+    off again, so that no partial line is left, and raises ``WriteError``."""
+    path = Path(path)
+    try:
+        with path.open("ab", buffering=0) as f:
+            start = f.seek(0, os.SEEK_END)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[f.write(view) :]
+            except OSError:
+                f.truncate(start)
+                raise
+    except OSError as err:
+        raise WriteError(path, err, "the lines before are kept") from None
 
 
 def remove_stale_temp_files(directory: str | Path) -> None:
@@ -106,12 +154,13 @@ def _to_bytes(obj: Any) -> bytes:
     return buf.getvalue()
 
 
-def save(path: str | Path, content: Mapping[str, Any]) -> int:
-    """Write ``content`` atomically with its checksum; returns the file size in bytes."""
+def save(path: str | Path, content: Mapping[str, Any], previous: str | Path | None = None) -> int:
+    """Write ``content`` atomically with its checksum, keeping the replaced file as ``previous`` if given;
+    returns the file size in bytes."""
     payload = _to_bytes(_plain(content))
     digest = hashlib.sha256(payload).hexdigest()
     data = _to_bytes({"format": FORMAT, "version": VERSION, "sha256": digest, "payload": bytes_tensor(payload)})
-    write_atomic(path, data)
+    write_atomic(path, data, previous)
     return len(data)
 
 

@@ -211,13 +211,20 @@ def _rows(x: np.ndarray) -> np.ndarray:
     return x.reshape(-1, x.shape[-1])
 
 
+def success_reward(reached: np.ndarray) -> np.ndarray:
+    """``[...]`` bool -> ``[...]`` float32 sparse rewards: ``0`` where reached, else ``-1``. Callers pass
+    ``d <= threshold`` (not ``-(d > threshold)``, which is ``0`` for a NaN distance): a NaN or inf distance fails."""
+    return np.where(reached, np.float32(0.0), np.float32(-1.0))
+
+
 def sparse_reward(threshold: float = 0.05) -> RewardFn:
-    """Fetch's sparse reward: ``0`` when ``||achieved - desired|| <= threshold``, else ``-1``."""
+    """Fetch's sparse reward: ``0`` when ``||achieved - desired|| <= threshold``, else ``-1``; a NaN or inf
+    distance is a failure (``-1``), never a success."""
     threshold = validation.positive_real("threshold", threshold)
 
     def compute_reward(achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any = None) -> np.ndarray:
         d = np.linalg.norm(np.asarray(achieved_goal) - np.asarray(desired_goal), axis=-1)
-        return -(d > threshold).astype(np.float32)
+        return success_reward(d <= threshold)
 
     return compute_reward
 

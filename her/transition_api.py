@@ -54,6 +54,10 @@ class HindsightExperienceReplay:
         self.action_dim = validation.positive_int("action_dim", action_dim)
         self.buffer_size = validation.positive_int("buffer_size", buffer_size)
         self.batch_size = validation.positive_int("batch_size", batch_size)
+        if self.batch_size > self.buffer_size:
+            raise validation.OptionError(
+                "batch_size", batch_size, f"at most buffer_size={buffer_size}: sample() needs batch_size transitions"
+            )
         self.relabel_p = validation.real_in_range("relabel_p", relabel_p, 0.0, 1.0)
         self._named_strategy = None
         self._tensor_strategy: TensorGoalFn | None = None
@@ -86,13 +90,15 @@ class HindsightExperienceReplay:
         done: bool,
         goal: np.ndarray,
     ) -> None:
-        """Store the transition and its hindsight copy (goal = ``next_state``). Validated before writing."""
-        s = validation.finite_array("state", state, (self.state_dim,))
-        a = validation.finite_array("action", action, (self.action_dim,))
-        r = validation.finite_array("reward", reward, ())
-        s2 = validation.finite_array("next_state", next_state, (self.state_dim,))
-        d = validation.finite_array("done", done, ())
-        g = validation.finite_array("goal", goal, (self.state_dim,))
+        """Store the transition and its hindsight copy (goal = ``next_state``). Validated before writing: arrays
+        (NumPy, lists or torch tensors) of the right shape and finite numbers, ``reward`` a finite number and
+        ``done`` a bool (or 0/1); anything else raises ``ValueError`` naming the argument and stores nothing."""
+        s = validation.finite_array("state", _host(state), (self.state_dim,))
+        a = validation.finite_array("action", _host(action), (self.action_dim,))
+        r = np.float32(validation.finite_real("reward", _scalar(reward)))
+        s2 = validation.finite_array("next_state", _host(next_state), (self.state_dim,))
+        d = np.float32(validation.flag("done", _scalar(done)))
+        g = validation.finite_array("goal", _host(goal), (self.state_dim,))
         hindsight_reward = np.asarray(self.reward_fn(s2[None], s2[None], {}), dtype=np.float32).reshape(())
         self.storage.store(
             {
@@ -128,6 +134,12 @@ class HindsightExperienceReplay:
                 expected = (self.batch_size, self.state_dim)
                 raise ValueError(f"goal_sampling_strategy returned shape {tuple(goals_t.shape)}, expected {expected}")
             goals = goals_t.detach().cpu().numpy()
+            if not np.isfinite(goals).all():
+                rows = np.flatnonzero(~np.isfinite(goals).all(axis=1))
+                raise ValueError(
+                    f"goal_sampling_strategy returned NaN or inf goals (rows {rows[:8].tolist()} of the batch): "
+                    "expected finite goals"
+                )
             changed[:] = True
         if changed.any():
             rewards = rewards.copy()
@@ -144,3 +156,17 @@ class HindsightExperienceReplay:
             tensor(data["done"][ep, 0, 0]),
             goals_t.to(torch.float32),
         )
+
+
+def _host(x: object) -> object:
+    """A torch tensor (on any device, with or without grad) as a NumPy array; anything else as it is."""
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
+
+
+def _scalar(x: object) -> object:
+    """A 0-d tensor or array as its Python number; anything else as it is."""
+    if isinstance(x, torch.Tensor) and x.dim() == 0:
+        return x.item()
+    if isinstance(x, np.ndarray) and x.shape == ():
+        return x.item()
+    return x

@@ -55,6 +55,13 @@ def real_in_range(
     return float(value)
 
 
+def finite_real(name: str, value: Any) -> float:
+    """A real number, not NaN or inf (bools and strings are refused)."""
+    if not _is_real(value) or not math.isfinite(float(value)):
+        raise OptionError(name, value, "a finite number")
+    return float(value)
+
+
 def positive_real(name: str, value: Any) -> float:
     return real_in_range(name, value, 0.0, math.inf, low_open=True, high_open=True)
 
@@ -72,6 +79,15 @@ def boolean(name: str, value: Any) -> bool:
     return bool(value)
 
 
+def flag(name: str, value: Any) -> bool:
+    """A bool, or the number 0 or 1 (a done flag stored as a float)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if _is_real(value) and float(value) in (0.0, 1.0):
+        return bool(value)
+    raise OptionError(name, value, "true or false (or 0 or 1)")
+
+
 def int_sequence(name: str, value: Any) -> tuple[int, ...]:
     """A non-empty sequence of positive integers, e.g. hidden layer sizes."""
     try:
@@ -84,9 +100,12 @@ def int_sequence(name: str, value: Any) -> tuple[int, ...]:
 
 
 def finite_array(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
-    """Convert to float32 and check shape and finiteness (no NaN or inf)."""
+    """Convert to float32 and check shape and finiteness (no NaN or inf); strings and objects are refused."""
     try:
-        arr = np.asarray(value, dtype=np.float32)
+        raw = np.asarray(value)
+        if raw.dtype.kind not in "biuf":
+            raise TypeError(f"got {raw.dtype} values")
+        arr = raw.astype(np.float32)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{name} must be numeric with shape {shape}: {err}") from None
     if arr.shape != shape:

@@ -1,6 +1,6 @@
 """Measure how close training runs to this machine's limits; print a table and write JSON.
 
-    python scripts/benchmark.py [--out benchmark.json] [--quick] [--skip-solve] [train overrides ...]
+    python scripts/benchmark.py [--out benchmark.json] [--quick] [--skip-solve] [--memory-only] [train overrides ...]
 
 Overrides are the same ``key=value`` options as scripts/train.py (e.g. ``env=FetchPush env.num_envs=2``).
 Measured, in one run:
@@ -15,7 +15,9 @@ Measured, in one run:
      one batch per call, and at batch 256 drawn a cycle's ``runner.updates_per_cycle`` batches per call;
   5. seconds from process start to eval success >= 0.9 of ``scripts/train.py`` (FetchReach by default),
      one run per ``--solve-seeds`` seed;
-  6. peak memory (RSS) and threads.
+  6. peak memory (RSS) and threads;
+  7. memory over a long run: RSS while training with a small buffer (``--memory-buffer`` transitions) that
+     fills and is overwritten ``--memory-wraps`` times; a preallocated buffer keeps it flat once full.
 Rates (1) and (2) are measured in ``--rounds`` alternating rounds of one episode per env each; rates are
 medians over rounds and ratios medians of each round's own ratio, so that a slow spell of the machine falls
 on both sides of a ratio.
@@ -229,6 +231,41 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def rss_mb() -> float:
+    """This process's resident memory now, in MiB (Linux ``/proc``; elsewhere the peak so far)."""
+    try:
+        resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except OSError:
+        return peak_rss_mb()
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def memory_over_wraps(cfg: DictConfig, wraps: int) -> dict[str, Any]:
+    """Item 7: train on ``cfg`` (its buffer small) until the buffer has been filled once and then overwritten
+    ``wraps`` times, taking the RSS each time it is full again. Returns the RSS when first full, at the end,
+    the growth between them and every sample."""
+    runner, _ = build_runner(cfg, run_dir=None)
+    runner.progress = False
+    capacity = runner.buffer.storage.capacity
+    cycles_per_fill = max(1, capacity // runner.episodes_per_cycle)
+    samples: list[float] = []
+    for cycle in range(cycles_per_fill * (wraps + 1)):
+        runner.train_cycle()
+        if (cycle + 1) % cycles_per_fill == 0:
+            samples.append(rss_mb())
+    assert runner.buffer.storage.n_stored_total >= capacity * (wraps + 1)
+    runner.close()
+    return {
+        "memory_buffer_episodes": capacity,
+        "memory_wraps": wraps,
+        "memory_cycles": cycles_per_fill * (wraps + 1),
+        "rss_full_mb": samples[0],
+        "rss_end_mb": samples[-1],
+        "rss_growth_after_full_mb": samples[-1] - samples[0],
+        "rss_samples_mb": [round(x, 1) for x in samples],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="benchmark.json", help="where to write the JSON results")
@@ -239,13 +276,16 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=2, help="async envs for the parallel collection rate")
     parser.add_argument("--rounds", type=int, default=40, help="alternating one-episode rounds of items 1 and 2")
     parser.add_argument("--solve-seeds", default="0", help="comma-separated seeds of the item-5 runs")
+    parser.add_argument("--memory-buffer", type=int, default=1000, help="buffer transitions for item 7")
+    parser.add_argument("--memory-wraps", type=int, default=50, help="times item 7 overwrites its full buffer")
+    parser.add_argument("--memory-only", action="store_true", help="measure item 7 only")
     parser.add_argument("overrides", nargs="*", help="train.py overrides, e.g. env=FetchPush env.num_envs=2")
     args = parser.parse_args()
     if args.sampler_size < 50_000:
         parser.error(f"--sampler-size={args.sampler_size}: expected at least 50000 transitions (1,000 episodes)")
-    for name in ("parallel", "rounds"):
+    for name in ("parallel", "rounds", "memory_buffer", "memory_wraps"):
         if getattr(args, name) < 1:
-            parser.error(f"--{name}={getattr(args, name)}: expected a positive integer")
+            parser.error(f"--{name.replace('_', '-')}={getattr(args, name)}: expected a positive integer")
     try:
         solve_seeds = [int(seed) for seed in args.solve_seeds.split(",")]
     except ValueError:
@@ -263,6 +303,14 @@ def main() -> None:
         "device": str(cfg.device),
         "torch": torch.__version__,
     }
+
+    # --quick: two episodes of 50 steps in the buffer, and 2 updates a cycle
+    memory = ["buffer.size=100", "runner.updates_per_cycle=2"] if quick else [f"buffer.size={args.memory_buffer}"]
+    memory_cfg = load_config(args.overrides + memory + ["logger.tensorboard=false"])
+    results.update(memory_over_wraps(memory_cfg, 2 if quick else args.memory_wraps))
+    if args.memory_only:
+        write_results(results, args.out)
+        return
 
     n = args.parallel  # episode counts must be multiples of the envs
     parallel_overrides = [f"env.num_envs={n}", "env.vectorization=async", f"runner.episodes_per_cycle={n}",
@@ -310,11 +358,16 @@ def main() -> None:
         seconds = [run["seconds"] for run in runs]
         results["time_to_success_0.9_s"] = None if None in seconds else max(seconds)
 
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    write_results(results, args.out)
+
+
+def write_results(results: dict[str, Any], out: str) -> None:
+    """Write ``results`` as JSON to ``out`` and print them as a table."""
+    Path(out).write_text(json.dumps(results, indent=2) + "\n")
     width = max(len(k) for k in results)
     for k, v in results.items():
         print(f"{k:<{width}}  {v:.3f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
-    print(f"-> {args.out}")
+    print(f"-> {out}")
 
 
 if __name__ == "__main__":

@@ -26,8 +26,8 @@ from threadpoolctl import threadpool_limits
 from envs import EnvInfo, env_info, make_env, make_vector_env
 from her import validation
 from her.run import checkpoint
-from her.run.checkpoint import Checkpointer, CheckpointError, RunInfo
-from her.run.distributed import launched_by_torchrun, rank_seed
+from her.run.checkpoint import Checkpointer, CheckpointError, DivergenceError, RunInfo, WriteError
+from her.run.distributed import CollectiveFailed, RanksOutOfSync, launched_by_torchrun, rank_seed
 from her.run.metrics import MetricsLogger
 from her.run.runner import Runner
 from her.run.signals import GracefulStop
@@ -103,7 +103,7 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> DictCon
     (``key=value``, keys from ``RESUME_OVERRIDES`` only)."""
     if not Path(run_dir).is_dir():
         raise ConfigError(f"resume={run_dir}: no such run dir")
-    saved = checkpoint.load(checkpoint_path(run_dir))
+    saved = checkpoint.load_resumable(run_dir).content
     for override in overrides:
         key = override.split("=", 1)[0]
         if key not in RESUME_OVERRIDES:
@@ -129,7 +129,8 @@ def run_info(cfg: DictConfig, info: Any) -> RunInfo:
 def build_runner(cfg: DictConfig, run_dir: Path | None, resume_step: int | None = None) -> tuple[Runner, EnvInfo]:
     """Envs, buffer, agent and runner from ``cfg`` (also sets torch threads and the torch seed).
 
-    Metrics go to ``run_dir`` (on rank 0 only; ``None``: nowhere), continuing TensorBoard at ``resume_step``."""
+    Metrics go to ``run_dir`` (on rank 0 only; ``None``: nowhere), continuing after ``resume_step`` (the env steps
+    of all ranks of the last epoch logged before the checkpoint resumed from)."""
     seed = _build("", validation.non_negative_int, "seed", cfg.seed)
     distributed = _build("distributed", instantiate(cfg.distributed), _build("", resolve_device, cfg.device))
     device = distributed.device  # under torchrun with cuda: this rank's GPU
@@ -188,15 +189,18 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     and return the last epoch's metrics plus ``stopped`` (true after Ctrl-C/SIGTERM)."""
     if run_dir is None:
         run_dir = HydraConfig.get().runtime.output_dir
-    resume_path = None if cfg.resume is None else checkpoint_path(cfg.resume)
-    saved = None if resume_path is None else checkpoint.load(resume_path)
-    resume_step = None if saved is None else int(saved["counters"]["env_steps"])
+    resumable = None if cfg.resume is None else checkpoint.load_resumable(cfg.resume)
+    resume_path = None if resumable is None else resumable.path
+    saved = None if resumable is None else resumable.content
+    resume_step = None if saved is None else checkpoint.logged_env_steps(saved)
     done = 0 if saved is None else int(saved["counters"]["epoch"])
     if isinstance(cfg.runner.epochs, int) and cfg.runner.epochs < done:  # (other bad values: the Runner's check)
         raise ConfigError(
             f"runner.epochs={cfg.runner.epochs} is invalid: expected at least {done}, the epochs {resume_path} has done"
         )
     runner, info = build_runner(cfg, Path(run_dir), resume_step)
+    if resumable is not None and resumable.warning is not None and runner.distributed.is_main:
+        print(f"warning: {resumable.warning}", file=sys.stderr)
     try:
         info_record = run_info(cfg, info)
         if resume_path is not None:
@@ -212,6 +216,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
         start_or_resume(runner, checkpointer, resume_path, saved)
         with stop:
             metrics = runner.run()
+            if runner.stopped and runner.distributed.active:  # every rank: all stop after the same cycle
+                cycle = runner.epoch * runner.cycles_per_epoch + runner.partial.cycles
+                print(f"rank {runner.distributed.rank}: stopped after cycle {cycle}", file=sys.stderr, flush=True)
             if checkpointer is not None:
                 if runner.stopped:
                     checkpointer.save_last(runner)
@@ -260,6 +267,10 @@ def main(cfg: DictConfig) -> float:
     except (ConfigError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except (DivergenceError, WriteError, CollectiveFailed, RanksOutOfSync) as err:
+        # Training began and failed; the checkpoints hold the state of before (none is written after the failure).
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
     if int(os.environ.get("RANK", "0")) != 0:  # rank 0 reports
         return float(metrics.get("eval_success_rate", float("nan")))
     if metrics["stopped"]:
@@ -279,7 +290,7 @@ def check_resume_argument(argv: Sequence[str]) -> None:
             run_dir = Path(arg.split("=", 1)[1])
             if not run_dir.is_dir():
                 problem = "no such run dir"
-            elif not checkpoint_path(run_dir).is_file():
+            elif not checkpoint.has_resumable(run_dir):
                 problem = f"no checkpoint {checkpoint_path(run_dir)} (the run ended before its first one)"
             else:
                 continue

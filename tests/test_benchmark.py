@@ -24,8 +24,9 @@ def test_benchmark_quick_writes_positive_figures_and_the_configured_sizes(tmp_pa
                 "parallel_collect_steps_per_s", "parallel_ratio_to_collect",
                 "sampler_batches_per_s_256", "sampler_batches_per_s_1024", "sampler_batches_per_s_256_per_cycle",
                 "sampler_cycle_batches", "fp32_updates_per_s", "bf16_updates_per_s", "bf16_to_fp32_ratio",
-                "peak_rss_mb", "threads"):  # fmt: skip
+                "peak_rss_mb", "threads", "rss_full_mb", "rss_end_mb", "memory_cycles"):  # fmt: skip
         assert result[key] > 0, key
+    assert len(result["rss_samples_mb"]) == 3  # full once, then overwritten twice (--quick)
     # fixed by the config (configs/env/PointReach.yaml) and the options
     assert result["env"] == "PointReach-v0" and result["overrides"] == ["env=PointReach"]
     assert (result["num_envs"], result["vectorization"], result["device"]) == (1, "sync", "cpu")

@@ -112,7 +112,7 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(checkpoint_file, "_sync", fail)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(checkpoint_file.WriteError, match="cannot write .*x.pt: disk full"):
         checkpoint.write_atomic(path, b"new")
     assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["x.pt"]
 

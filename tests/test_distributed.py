@@ -6,9 +6,12 @@ import copy
 import dataclasses
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +24,10 @@ from torch import nn
 from agents import DDPG, SAC, TD3, RunningNormalizer
 from envs import env_info, make_env, make_vector_env
 from her import HerReplayBuffer
+from her.run import checkpoint
 from her.run.distributed import Distributed, GradReduce, RanksOutOfSync, agent_parts, init_distributed, rank_seed
+from her.run.metrics import read_records
+from her.run.rng import generator_from_state
 from her.run.runner import Runner
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -284,3 +290,155 @@ def test_agent_parts_are_found_by_type_for_any_agent():
     parts = agent_parts(ToyAgent())
     assert list(parts.modules) == ["policy"] and list(parts.parameters) == ["log_alpha"]
     assert list(parts.optimizers) == ["alpha_opt", "policy_opt"] and list(parts.normalizers) == ["obs_norm"]
+
+
+# --- faults of a multi-process run: stop and resume, a dead rank, two nodes ----------------------------------
+SMALL = ["env=PointReach", "torch_threads=1", "progress=false", "logger.tensorboard=false",
+         "runner.cycles_per_epoch=2", "runner.updates_per_cycle=2", "runner.eval_episodes=2"]  # fmt: skip
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
+TRAIN = str(ROOT / "scripts" / "train.py")
+
+
+def job_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a job's processes: ranks > 0 put their Hydra files under ``tmp_path/scratch``."""
+    (tmp_path / "scratch").mkdir(exist_ok=True)
+    return {**os.environ, "TMPDIR": str(tmp_path / "scratch"), "PYTHONPATH": str(ROOT)}
+
+
+def wait_for_first_epoch(run_dir: Path, procs: list[subprocess.Popen]) -> None:
+    metrics = run_dir / "metrics.jsonl"
+    while not (metrics.exists() and read_records(metrics)):
+        for proc in procs:
+            assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+
+
+def test_sigterm_to_torchrun_stops_every_rank_after_one_cycle_and_the_resume_stays_in_sync(tmp_path):
+    """SIGTERM to the launcher reaches both ranks, at different moments: they agree on the cycle to stop after,
+    rank 0 writes the checkpoint, and ``torchrun ... resume=<run dir>`` continues with the equality check of
+    every epoch (``distributed.check_every=1``) passing."""
+    env, run_dir = job_env(tmp_path), tmp_path / "run"
+    launch = [*TORCHRUN, "--standalone", f"--nproc_per_node={WORLD}", TRAIN]
+    proc = subprocess.Popen(
+        [*launch, *SMALL, "runner.epochs=1000", f"hydra.run.dir={run_dir}"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for_first_epoch(run_dir, [proc])
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    stops = re.findall(r"rank (\d): stopped after cycle (\d+)", err)
+    assert sorted(rank for rank, _ in stops) == ["0", "1"], err[-3000:]
+    assert len({cycle for _, cycle in stops}) == 1, stops  # the same cycle on both ranks
+    assert out.count("stopped; checkpoint saved. Resume with:") == 1 and "error:" not in err
+    saved = checkpoint.load(run_dir / "checkpoints" / "last.pt")
+    epoch, cycles = saved["counters"]["epoch"], saved["training"]["runner"]["partial_epoch"]["cycles"]
+    assert epoch * 2 + cycles == int(stops[0][1])
+    assert not list((tmp_path / "scratch").rglob("*.pt"))  # rank 1 writes no checkpoint
+
+    resumed = subprocess.run(
+        [*launch, f"resume={run_dir}", f"runner.epochs={epoch + 2}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.stdout.count("done:") == 1
+    records = read_records(run_dir / "metrics.jsonl")
+    assert [r["epoch"] for r in records] == list(range(epoch + 2))
+    assert all(r["world_size"] == WORLD for r in records)
+
+
+def start_ranks(tmp_path: Path, run_dir: Path, *args: str) -> list[subprocess.Popen]:
+    """The processes of a 2-rank job started as torchrun starts them (its environment variables), without the
+    launcher in between, so that a signal reaches exactly the rank it is sent to."""
+    env, port = job_env(tmp_path), free_port()
+    procs = []
+    for rank in range(WORLD):
+        rank_env = {**env, "RANK": str(rank), "WORLD_SIZE": str(WORLD), "LOCAL_RANK": str(rank),
+                    "LOCAL_WORLD_SIZE": str(WORLD), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+                    "TORCHELASTIC_RUN_ID": "fault-test"}  # fmt: skip
+        command = [sys.executable, TRAIN, *SMALL, *args, f"hydra.run.dir={run_dir}"]
+        procs.append(subprocess.Popen(command, env=rank_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return procs
+
+
+def test_sigterm_to_one_rank_stops_both_after_the_same_cycle(tmp_path):
+    run_dir = tmp_path / "run"
+    procs = start_ranks(tmp_path, run_dir, "runner.epochs=1000")
+    wait_for_first_epoch(run_dir, procs)
+    procs[1].send_signal(signal.SIGTERM)  # rank 1 only: rank 0 learns of it from the agreement after the cycle
+    outputs = [proc.communicate(timeout=120) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    cycles = [
+        re.search(rf"rank {rank}: stopped after cycle (\d+)", err).group(1) for rank, (_, err) in enumerate(outputs)
+    ]
+    assert cycles[0] == cycles[1]
+    assert "stopped; checkpoint saved" in outputs[0][0]
+
+
+def test_a_rank_killed_with_sigkill_makes_the_other_exit_with_an_error(tmp_path):
+    """After a SIGKILL of rank 1, rank 0's next collective fails at once (gloo sees the connection close), well
+    inside ``distributed.timeout_s``, and it exits with an error instead of waiting."""
+    run_dir = tmp_path / "run"
+    procs = start_ranks(tmp_path, run_dir, "runner.epochs=1000", "distributed.timeout_s=60")
+    wait_for_first_epoch(run_dir, procs)
+    procs[1].kill()
+    procs[1].communicate()
+    _, err = procs[0].communicate(timeout=120)  # a hang would end here, after twice distributed.timeout_s
+    assert procs[0].returncode == 1, err[-3000:]
+    assert re.search(r"error: rank 0 of 2: .* failed after [\d.]+ s: another rank has died or stopped answering", err)
+    assert "Traceback" not in err
+    checkpoint.load(run_dir / "checkpoints" / "last.pt")
+
+
+def test_two_nodes_meet_through_the_c10d_rendezvous_on_loopback(tmp_path):
+    """Two launchers, one rank each, as on two machines (``--nnodes=2``): one run dir, and the parameters of
+    both ranks are bit-identical after every epoch (the check of ``distributed.check_every=1`` passes)."""
+    env, work, port = job_env(tmp_path), tmp_path / "work", free_port()
+    work.mkdir()
+    launch = [*TORCHRUN, "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d",
+              f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=two-nodes", "--local-addr=127.0.0.1"]  # fmt: skip
+    nodes = [
+        subprocess.Popen(
+            [*launch, TRAIN, *SMALL, "runner.epochs=2"],
+            cwd=work,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [node.communicate(timeout=300) for node in nodes]
+    for node, (_, err) in zip(nodes, outputs):
+        assert node.returncode == 0, err[-3000:]
+    assert sum(out.count("done:") for out, _ in outputs) == 1
+    run_dirs = [p.parent for p in work.rglob("metrics.jsonl")]
+    assert len(run_dirs) == 1
+    records = read_records(run_dirs[0] / "metrics.jsonl")
+    assert [r["epoch"] for r in records] == [0, 1] and all(r["world_size"] == 2 for r in records)
+    assert records[-1]["env_steps"] == 2 * 2 * 2 * 50  # both nodes' envs: 2 epochs x 2 cycles x 50 steps each
+
+
+def test_after_a_resume_ranks_above_zero_draw_from_generators_of_their_own():
+    """A checkpoint holds rank 0's generators; rank 1 loading it must not repeat rank 0's episodes."""
+    info = env_info(make_env("PointReach-v0"))
+
+    def runner(rank: int) -> Runner:
+        agent = DDPG(info.obs_dim, info.goal_dim, info.action_dim, hidden=(8,))
+        buffer = HerReplayBuffer(1000, info.horizon, info.obs_dim, info.goal_dim, info.action_dim, info.compute_reward)
+        env = make_vector_env("PointReach-v0", 1, "sync")
+        return Runner(agent, buffer, env, env, info.horizon, seed=rank_seed(0, rank), progress=False,
+                      distributed=Distributed(rank=rank, world_size=WORLD))  # fmt: skip
+
+    saved = runner(0).state_dict()
+    same, other = runner(0), runner(1)
+    same.load_state_dict(saved)
+    other.load_state_dict(saved)
+    assert same.rng.random() == generator_from_state(saved["rng"]).random()
+    assert other.rng.random() != generator_from_state(saved["rng"]).random()
+    assert other.train_env.envs[0].np_random.random() != same.train_env.envs[0].np_random.random()

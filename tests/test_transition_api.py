@@ -177,3 +177,56 @@ def test_same_seed_same_batches_and_sampling_never_changes_the_stored_data():
                 assert torch.equal(u, v)
     for a, c in zip(runs[0:2], runs[4:6]):  # seed 4 draws other batches
         assert not all(torch.equal(x[0], y[0]) for x, y in zip(a, c))
+
+
+def test_a_batch_larger_than_the_buffer_is_refused():
+    with pytest.raises(OptionError, match="batch_size=8 is invalid: expected at most buffer_size=4"):
+        HindsightExperienceReplay(3, 1, buffer_size=4, batch_size=8)
+    HindsightExperienceReplay(3, 1, buffer_size=4, batch_size=4)
+
+
+@pytest.mark.parametrize(
+    "index, value, message",
+    [
+        (2, "1", "reward='1' is invalid: expected a finite number"),
+        (2, True, "reward=True is invalid"),
+        (2, np.zeros(2), "reward=array"),
+        (4, 2, r"done=2 is invalid: expected true or false \(or 0 or 1\)"),
+        (4, "1", "done='1'"),
+        (4, 0.5, "done=0.5"),
+        (0, np.array(["1", "2", "3", "4"]), "state must be numeric"),
+        (5, [None] * 4, "goal must be numeric"),
+    ],
+)
+def test_non_numeric_rewards_and_non_boolean_dones_are_refused(index, value, message):
+    rng = np.random.default_rng(0)
+    her = HindsightExperienceReplay(4, 2, 10, 2)
+    args = list(rand_transition(rng))
+    args[index] = value
+    with pytest.raises(ValueError, match=message):
+        her.store_transition(*args)
+    assert len(her) == 0 and not her.storage.data["obs"].any()
+
+
+def test_torch_tensors_and_numpy_scalars_are_accepted():
+    her = HindsightExperienceReplay(3, 1, 10, 2, seed=0)
+    state = torch.zeros(3, requires_grad=True)
+    her.store_transition(state, torch.ones(1), torch.tensor(-1.0), torch.ones(3), torch.tensor(True), torch.ones(3))
+    her.store_transition(np.zeros(3), [0.5], np.float32(-1.0), np.ones(3), 1, np.ones(3))
+    her.store_transition(np.zeros(3), np.zeros(1), np.array(0.0), np.ones(3), np.bool_(False), np.ones(3))
+    assert len(her) == 6
+    np.testing.assert_array_equal(her.storage.data["done"][:6, 0, 0], [1, 1, 1, 1, 0, 0])
+
+
+def test_a_strategy_returning_nan_goals_is_an_error_naming_it():
+    def broken(goals):
+        goals = goals.clone()
+        goals[1] = float("nan")
+        return goals
+
+    her = HindsightExperienceReplay(3, 1, 10, 4, broken, seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        her.store_transition(*rand_transition(rng, 3, 1))
+    with pytest.raises(ValueError, match=r"goal_sampling_strategy returned NaN or inf goals \(rows \[1\]"):
+        her.sample()

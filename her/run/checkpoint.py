@@ -1,6 +1,8 @@
 """Training checkpoints: what a resumable (``last.pt``) or policy (``best.pt``, ``policy.pt``) checkpoint
-of a run holds, restoring a run from one, and the ``Checkpointer`` hook that writes them during training.
-The file format and atomic writes are ``her.checkpoint_file``'s.
+of a run holds, restoring a run from one (falling back to the previous generation ``last.prev.pt`` when the
+newest is damaged), and the ``Checkpointer`` hook that writes them during training. Nothing non-finite is
+written: a NaN or inf in the agent raises ``DivergenceError`` instead. The file format and atomic writes are
+``her.checkpoint_file``'s.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from her.checkpoint_file import (
     BEST,
     CHECKPOINT_DIR,
     LAST,
+    LAST_PREV,
     CheckpointError,
+    WriteError,
     brief,
     load,
     load_agent_state,
@@ -29,6 +33,8 @@ from her.checkpoint_file import (
     unpack_arrays,
     write_atomic,
 )
+from her.run.divergence import DivergenceError, check_parameters
+from her.run.metrics import read_records
 
 if TYPE_CHECKING:
     from envs import EnvInfo
@@ -38,13 +44,20 @@ __all__ = [  # the file-level names are re-exported: one import serves a script
     "BEST",
     "CHECKPOINT_DIR",
     "LAST",
+    "LAST_PREV",
     "CheckpointError",
     "Checkpointer",
+    "DivergenceError",
+    "Resumable",
     "RunInfo",
+    "WriteError",
     "check_resumable",
     "content",
     "env_record",
+    "has_resumable",
     "load",
+    "load_resumable",
+    "logged_env_steps",
     "resolve_path",
     "restore",
     "save",
@@ -150,9 +163,56 @@ def restore(path: str | Path, saved: Mapping[str, Any], runner: Runner) -> float
     return training["best_success"]
 
 
+@dataclass(frozen=True)
+class Resumable:
+    """The checkpoint a resume loads: ``path``, its ``content``, and ``warning``, set when the newest
+    generation could not be used and this is the previous one."""
+
+    path: Path
+    content: dict[str, Any]
+    warning: str | None = None
+
+
+def logged_env_steps(saved: Mapping[str, Any]) -> int:
+    """The ``env_steps`` (of all ranks, as metrics.jsonl counts them) of the last epoch logged before checkpoint
+    ``saved`` was written (0 before the first): the lines logged after it have more."""
+    return int(saved["record"].get("env_steps", 0))
+
+
+def has_resumable(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a resumable checkpoint file of either generation (readable or not)."""
+    directory = Path(run_dir) / CHECKPOINT_DIR
+    return (directory / LAST).is_file() or (directory / LAST_PREV).is_file()
+
+
+def load_resumable(run_dir: str | Path) -> Resumable:
+    """Load ``run_dir``'s ``checkpoints/last.pt``; if it is missing or damaged, its previous generation
+    ``last.prev.pt``, with a warning naming both files and how many logged epochs will be done again. Both
+    unusable: the ``CheckpointError`` of ``last.pt``, which also names the previous generation's problem."""
+    directory = Path(run_dir) / CHECKPOINT_DIR
+    newest, previous = directory / LAST, directory / LAST_PREV
+    try:
+        return Resumable(newest, load(newest))
+    except CheckpointError as err:
+        newest_error = err
+    try:
+        saved = load(previous)
+    except CheckpointError as err:
+        problem = f"{newest_error.problem} (and the previous generation {previous}: {err.problem})"
+        raise CheckpointError(newest, problem) from None
+    metrics, logged = Path(run_dir) / "metrics.jsonl", logged_env_steps(saved)
+    redone = sum(r["env_steps"] > logged for r in read_records(metrics)) if metrics.is_file() else 0
+    warning = (
+        f"{newest_error}; resuming from the previous generation {previous} (epoch {saved['counters']['epoch']}): "
+        f"{redone} logged epoch{'s' if redone != 1 else ''} after it {'are' if redone != 1 else 'is'} done again"
+    )
+    return Resumable(previous, saved, warning)
+
+
 class Checkpointer:
-    """Writes ``<run_dir>/checkpoints/last.pt`` (resumable) every ``every`` epochs and at the end, and
-    ``best.pt`` (agent only) whenever eval success reaches its best so far (ties go to the later epoch).
+    """Writes ``<run_dir>/checkpoints/last.pt`` (resumable) every ``every`` epochs and at the end, keeping the
+    file it replaces as ``last.prev.pt``, and ``best.pt`` (agent only) whenever eval success reaches its best so
+    far (ties go to the later epoch). An agent holding NaN or inf raises ``DivergenceError`` and writes nothing.
 
     Args:
         run_dir: the run's output directory. info: what the checkpoints record besides the states.
@@ -184,13 +244,21 @@ class Checkpointer:
     def best_path(self) -> Path:
         return self.dir / BEST
 
+    @property
+    def previous_path(self) -> Path:
+        return self.dir / LAST_PREV
+
     def save_last(self, runner: Runner) -> int:
-        """Write the resumable checkpoint now; returns its size in bytes."""
-        return save(self.last_path, content("training", self.info, runner, self.save_buffer, self.best_success))
+        """Write the resumable checkpoint now (the one it replaces becomes ``last.prev.pt``); returns its size."""
+        saved = content("training", self.info, runner, self.save_buffer, self.best_success)
+        check_parameters(saved["agent"], runner.epoch, runner.updates, f"{self.last_path} was not written")
+        return save(self.last_path, saved, self.previous_path)
 
     def save_policy(self, runner: Runner, path: str | Path) -> int:
         """Write the agent alone (no training state) to ``path``; returns its size in bytes."""
-        return save(path, content("policy", self.info, runner))
+        saved = content("policy", self.info, runner)
+        check_parameters(saved["agent"], runner.epoch, runner.updates, f"{path} was not written")
+        return save(path, saved)
 
     def on_epoch_end(self, runner: Runner, record: Mapping[str, Any]) -> None:
         """Runner hook: ``best.pt`` on a new best eval success, ``last.pt`` every ``every`` epochs and at the end."""

@@ -19,7 +19,9 @@ from __future__ import annotations
 import datetime
 import math
 import os
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -32,6 +34,7 @@ from torch import nn
 from agents.normalizer import RunningNormalizer
 from agents.optim import Adam
 from her import validation
+from her.checkpoint_file import brief
 
 
 class GradReduce(str, Enum):
@@ -49,6 +52,11 @@ RANK_ZERO_METRICS = frozenset({"epoch", "updates", "wall_s", "collect_s", "updat
 
 class RanksOutOfSync(RuntimeError):
     """Replicas that should be identical differ between ranks."""
+
+
+class CollectiveFailed(RuntimeError):
+    """A collective operation failed: another rank died (its connections closed) or did not answer within
+    ``distributed.timeout_s``. Every surviving rank raises it instead of waiting forever."""
 
 
 def rank_seed(seed: int, rank: int) -> int:
@@ -126,8 +134,27 @@ class Distributed:
         for normalizer in self._parts.normalizers.values():
             normalizer.reduce = self.all_reduce_sum
 
+    @contextmanager
+    def _collective(self, what: str) -> Iterator[None]:
+        """Turn the error of a failed collective (gloo: "Connection closed by peer", a timeout) into
+        ``CollectiveFailed`` naming this rank, the operation and how long it waited."""
+        start = time.monotonic()
+        try:
+            yield
+        except RuntimeError as err:
+            if isinstance(err, (RanksOutOfSync, CollectiveFailed)):
+                raise
+            raise CollectiveFailed(
+                f"rank {self.rank} of {self.world_size}: {what} failed after {time.monotonic() - start:.1f} s: "
+                f"another rank has died or stopped answering ({brief(err, 300)})"
+            ) from None
+
     @torch.no_grad()
     def _broadcast_state(self, parts: AgentParts) -> None:
+        with self._collective("the broadcast of rank 0's agent"):
+            self._broadcast_parts(parts)
+
+    def _broadcast_parts(self, parts: AgentParts) -> None:
         for module in parts.modules.values():
             for tensor in [*module.parameters(), *module.buffers()]:
                 self._broadcast_(tensor)
@@ -161,7 +188,8 @@ class Distributed:
         if not self.active or not grads:
             return
         flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        with self._collective("the all-reduce of gradients"):
+            dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         if self.grad_reduce is GradReduce.MEAN:
             flat /= self.world_size
         offset = 0
@@ -174,8 +202,19 @@ class Distributed:
         if not self.active:
             return values
         t = torch.as_tensor(np.asarray(values, dtype=np.float64), device=self.device).clone()
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        with self._collective("an all-reduce of statistics"):
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return t.cpu().numpy()
+
+    def any_rank(self, *flags: bool) -> tuple[bool, ...]:
+        """Each flag or-ed over ranks, in one all-reduce: every rank gets the same answer, so that a stop
+        requested on one rank (a signal) or a divergence seen on one rank stops all of them at the same cycle."""
+        if not self.active:
+            return tuple(bool(f) for f in flags)
+        t = torch.tensor([float(f) for f in flags], device=self.device)
+        with self._collective("the agreement on stopping"):
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return tuple(bool(v) for v in t.cpu().tolist())
 
     def reduce_record(self, record: dict[str, Any]) -> dict[str, Any]:
         """Combine one epoch's metrics over ranks and add ``world_size``.
@@ -219,8 +258,9 @@ class Distributed:
         named = self._synced_tensors(self._parts)
         flat = torch.cat([t.reshape(-1) for t in named.values()])
         high, low = flat.clone(), flat.clone()
-        dist.all_reduce(high, op=dist.ReduceOp.MAX)
-        dist.all_reduce(low, op=dist.ReduceOp.MIN)
+        with self._collective("the check that ranks are in sync"):
+            dist.all_reduce(high, op=dist.ReduceOp.MAX)
+            dist.all_reduce(low, op=dist.ReduceOp.MIN)
         differs = (high != low) & ~(torch.isnan(high) & torch.isnan(low))
         if not bool(differs.any()):
             return

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from her.checkpoint_file import write_atomic
+from her.checkpoint_file import append_atomic, write_atomic
 
 # metrics.jsonl key -> TensorBoard tag
 TB_TAGS = {
@@ -41,9 +41,9 @@ class MetricsLogger:
     Args:
         run_dir: output directory (created if missing).
         tensorboard: write TensorBoard event files to ``run_dir/tb``.
-        resume_step: continue a run whose checkpoint holds its first ``resume_step`` env steps: records
-            logged after that checkpoint are dropped from metrics.jsonl and purged from TensorBoard, so
-            the resumed run's curves continue without a gap or a duplicate step.
+        resume_step: continue a run whose checkpoint was written after the epoch logged at ``resume_step``
+            env steps (of all ranks): records logged after that checkpoint are dropped from metrics.jsonl and
+            purged from TensorBoard, so the resumed run's curves continue without a gap or a duplicate step.
     """
 
     def __init__(self, run_dir: str | Path, tensorboard: bool = True, resume_step: int | None = None) -> None:
@@ -61,9 +61,11 @@ class MetricsLogger:
             self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
 
     def log_epoch(self, record: dict[str, Any]) -> None:
-        """Write ``record`` (must hold ``env_steps``) as a JSON line and its known scalars to TensorBoard."""
-        with self.jsonl_path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        """Write ``record`` (must hold ``env_steps``) as a JSON line and its known scalars to TensorBoard.
+
+        A line that cannot be written (a full disk) raises ``her.checkpoint_file.WriteError`` and leaves no
+        partial line."""
+        append_atomic(self.jsonl_path, (json.dumps(record) + "\n").encode())
         if self.writer is not None:
             step = int(record["env_steps"])
             for key, tag in TB_TAGS.items():

@@ -15,6 +15,7 @@ from tqdm import tqdm
 from her import validation
 from her.relabel import GOAL_KEYS, HerReplayBuffer, Transitions, sample_her_transitions
 from her.run.distributed import Distributed
+from her.run.divergence import DivergenceError, check_parameters, first_non_finite_update
 from her.run.metrics import MetricsLogger
 from her.run.rng import env_rng_states, generator_from_state, generator_state, set_env_rng_states
 from her.run.transfer import BatchToDevice
@@ -157,7 +158,12 @@ class Runner:
             (``Distributed.reduce_record``) and the replicas checked for equality. ``None``: one process.
         epoch_end_hooks: called as ``hook(runner, record)`` after each epoch is logged (checkpoints).
         stop_requested: polled after every cycle and epoch; when it returns true, ``run`` returns early
-            with ``stopped`` set, and ``state_dict`` holds everything needed to continue.
+            with ``stopped`` set, and ``state_dict`` holds everything needed to continue. With several ranks,
+            a stop requested on any rank stops all of them after the same cycle.
+
+    ``run`` raises ``DivergenceError`` after a cycle in which an update returned a NaN or inf loss or Q estimate
+    (on any rank), or at the end of an epoch whose parameters hold NaN or inf: before that epoch is logged or
+    any hook (checkpoint) runs.
     """
 
     def __init__(
@@ -296,8 +302,27 @@ class Runner:
         """Training wall time of this run so far, over all sessions."""
         return self._wall_s_before + (time.perf_counter() - self._start if self._start is not None else 0.0)
 
+    def _stop_requested_here(self) -> bool:
+        return self.stop_requested is not None and self.stop_requested()
+
     def _should_stop(self) -> bool:
-        self.stopped = self.stop_requested is not None and self.stop_requested()
+        (self.stopped,) = self.distributed.any_rank(self._stop_requested_here())
+        return self.stopped
+
+    def _check_cycle(self, stats: list[dict[str, float]], updates_before: int) -> bool:
+        """After a cycle: raise ``DivergenceError`` if one of its updates returned a NaN or inf value on any
+        rank; return whether a stop was requested on any rank. One collective answers both."""
+        bad = first_non_finite_update(stats)
+        self.stopped, diverged = self.distributed.any_rank(self._stop_requested_here(), bad is not None)
+        if diverged:
+            if bad is None:
+                first, last = updates_before + 1, updates_before + len(stats)
+                raise DivergenceError(
+                    f"training diverged: epoch {self.epoch}, updates {first}-{last}: another rank's update "
+                    "returned NaN or inf"
+                )
+            update, values = updates_before + 1 + bad[0], ", ".join(bad[1])
+            raise DivergenceError(f"training diverged: epoch {self.epoch}, update {update} returned {values}")
         return self.stopped
 
     def _epoch_record(self, p: EpochProgress, evaluation: Rollout, eval_s: float) -> dict[str, Any]:
@@ -325,6 +350,7 @@ class Runner:
         while p.cycles < self.cycles_per_epoch:
             cycle_start = time.perf_counter()
             rollout, cycle_stats, collect_s, update_s = self.train_cycle()
+            stop = self._check_cycle(cycle_stats, self.updates)
             p.cycles += 1
             self.updates += len(cycle_stats)
             p.successes.extend(rollout.success.tolist())
@@ -332,12 +358,14 @@ class Runner:
             p.collect_s, p.update_s = p.collect_s + collect_s, p.update_s + update_s
             p.elapsed_s += time.perf_counter() - cycle_start
             bar.update(1)
-            if self._should_stop():
+            if stop:
                 return False
         return True
 
     def _end_epoch(self) -> dict[str, Any]:
-        """Evaluate, log the epoch's record, start the next epoch, call the hooks; returns the record."""
+        """Check the parameters, evaluate, log the epoch's record, start the next epoch, call the hooks; returns
+        the record."""
+        check_parameters(self.agent.state_dict(), self.epoch, self.updates, "at the end of the epoch")
         eval_start = time.perf_counter()
         evaluation = self.evaluate()
         record = self._epoch_record(self.partial, evaluation, time.perf_counter() - eval_start)
@@ -403,6 +431,17 @@ class Runner:
         set_env_rng_states(self.eval_env, state["eval_env_rng"])
         self.partial = EpochProgress(**state["partial_epoch"])
         self.last_record = dict(state["last_record"])
+        if self.distributed.rank > 0:
+            self._reseed_for_rank()
+
+    def _reseed_for_rank(self) -> None:
+        """A checkpoint holds rank 0's generators (only rank 0 writes one): a rank > 0 continues with generators
+        of its own, drawn from its seed and the env steps so far, so that after a resume the ranks still explore
+        and sample differently."""
+        runner_seq, train_seq, eval_seq = np.random.SeedSequence((self.seed, self.env_steps)).spawn(3)
+        self.rng = np.random.default_rng(runner_seq)
+        for env, seq in ((self.train_env, train_seq), (self.eval_env, eval_seq)):
+            set_env_rng_states(env, [generator_state(np.random.default_rng(s)) for s in seq.spawn(env.num_envs)])
 
     def close(self) -> None:
         """Close the logger, the envs and the process group (if any)."""

@@ -1,0 +1,203 @@
+"""Faults during a run: divergence (NaN/inf), a damaged newest checkpoint, a full disk."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import compose_config
+from train import build_runner, resume_config, run_info, train
+
+from envs import env_info, make_env
+from her import sparse_reward
+from her.run import checkpoint
+from her.run.checkpoint import Checkpointer, CheckpointError, DivergenceError
+from her.run.divergence import first_non_finite_update, non_finite_tensors
+from her.run.metrics import read_records
+from her.run.runner import Runner
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = (
+    "env=PointReach",
+    "runner.epochs=3",
+    "runner.cycles_per_epoch=1",
+    "runner.updates_per_cycle=2",
+    "runner.eval_episodes=2",
+    "agent.batch_size=16",
+    "torch_threads=1",
+    "progress=false",
+    "logger.tensorboard=false",
+)
+TIMING = ("wall_s", "env_steps_per_s", "updates_per_s", "collect_s", "update_s", "eval_s")
+
+
+def without_timing(run_dir: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in read_records(run_dir / "metrics.jsonl")]
+
+
+def run_cli(script: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=300)
+
+
+def files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+# --- a NaN distance is never a success ------------------------------------------------------------------
+def test_a_nan_or_inf_distance_is_a_failure_in_every_reward():
+    nan, inf = np.full((1, 2), np.nan), np.full((1, 2), np.inf)
+    zero = np.zeros((1, 2))
+    for reward in (sparse_reward(0.05), make_env("PointReach-v0").unwrapped.compute_reward):
+        assert reward(zero, zero, {}).tolist() == [0.0]
+        assert reward(nan, zero, {}).tolist() == [-1.0] and reward(zero, inf, {}).tolist() == [-1.0]
+
+    env = make_env("PointReach-v0")  # a diverged policy's NaN action makes the position NaN
+    env.reset(seed=0)
+    env.unwrapped._goal = env.unwrapped._pos.copy()
+    _, reward, _, _, info = env.step(np.full(2, np.nan, np.float32))
+    assert reward == -1.0 and info["is_success"] == 0.0
+
+
+def test_fetch_nan_goals_fail_although_gymnasium_robotics_rewards_them():
+    env = make_env("FetchReach-v4")
+    env.reset(seed=0)
+    fetch = env.unwrapped
+    real_obs = fetch._get_obs
+    fetch._get_obs = lambda: {**real_obs(), "achieved_goal": np.full(3, np.nan)}
+    nan = np.full((1, 3), np.nan)
+    assert fetch.compute_reward(nan, nan, {}).tolist() == [0.0]  # the library's own reward: a success
+    assert env_info(env).compute_reward(nan, nan, {}).tolist() == [-1.0]
+    _, reward, _, _, info = env.step(np.zeros(4, np.float32))
+    assert reward == -1.0 and info["is_success"] == 0.0
+    env.close()
+
+
+# --- the divergence guard ---------------------------------------------------------------------------
+def test_non_finite_stats_and_tensors_are_found_by_name():
+    stats = [{"critic_loss": 1.0, "q_mean": -2.0}, {"critic_loss": math.inf, "q_mean": math.nan}]
+    assert first_non_finite_update(stats[:1]) is None
+    assert first_non_finite_update(stats) == (1, ["critic_loss=inf", "q_mean=nan"])
+    state = {"actor": {"w": torch.zeros(2), "b": torch.tensor([1.0, math.nan])}, "norm": {"sum": np.ones(2)}}
+    assert non_finite_tensors(state) == ["actor.b"]
+    state["norm"]["sum"][0] = -math.inf
+    assert non_finite_tensors(state) == ["actor.b", "norm.sum"]
+    assert non_finite_tensors({"steps": torch.tensor([3]), "lr": math.nan}) == []  # ints, plain floats: not weights
+
+
+def test_a_diverging_run_exits_non_zero_naming_epoch_and_update_and_writes_no_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_cli(
+        ROOT / "scripts" / "train.py",
+        *TINY,
+        "agent.lr_critic=1e6",
+        "agent.lr_actor=1e6",
+        "runner.updates_per_cycle=10",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "error: training diverged: epoch 0, update " in proc.stderr and "Traceback" not in proc.stderr
+    assert "=nan" in proc.stderr or "=inf" in proc.stderr
+    saved = checkpoint.load(run_dir / "checkpoints" / "last.pt")  # the one of the start, still whole and finite
+    assert saved["counters"] == {"epoch": 0, "env_steps": 0, "updates": 0}
+    assert non_finite_tensors(saved["agent"]) == []
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.pt"]
+    assert not (run_dir / "policy.pt").exists() and not (run_dir / "metrics.jsonl").exists()
+
+
+def test_non_finite_parameters_stop_the_epoch_before_its_checkpoints(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    train(compose_config(*TINY, "runner.epochs=1"), run_dir)
+    before = files(run_dir / "checkpoints")
+    assert set(before) == {"last.pt", "last.prev.pt", "best.pt"}
+    learn = Runner.learn
+
+    def poisoned_learn(self: Runner, n_updates: int):
+        stats = learn(self, n_updates)  # finite: the last step of the cycle makes the parameters inf
+        with torch.no_grad():
+            next(self.agent.actor.parameters())[0, 0] = math.inf
+        return stats
+
+    monkeypatch.setattr(Runner, "learn", poisoned_learn)
+    with pytest.raises(DivergenceError, match=r"epoch 1, after update 4: NaN or inf in actor\..*end of the epoch"):
+        train(resume_config(run_dir, ["runner.epochs=2"]), run_dir)
+    assert files(run_dir / "checkpoints") == before
+    assert len(read_records(run_dir / "metrics.jsonl")) == 1
+
+
+def test_the_checkpointer_never_writes_non_finite_weights(tmp_path):
+    cfg = compose_config(*TINY)
+    runner, info = build_runner(cfg, None)
+    checkpointer = Checkpointer(tmp_path, run_info(cfg, info))
+    checkpointer.save_last(runner)
+    checkpointer.save_policy(runner, checkpointer.best_path)
+    before = files(tmp_path / "checkpoints")
+    with torch.no_grad():
+        runner.agent.critic_target.parameters().__next__()[0, 0] = math.nan
+    with pytest.raises(DivergenceError, match=r"NaN or inf in critic_target\..*last.pt was not written"):
+        checkpointer.save_last(runner)
+    with pytest.raises(DivergenceError, match="best.pt was not written"):
+        checkpointer.save_policy(runner, checkpointer.best_path)
+    assert files(tmp_path / "checkpoints") == before
+    runner.close()
+
+
+# --- two generations of last.pt ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> list[dict]:
+    """Metrics of the TINY run with a fourth epoch, done in one go."""
+    run_dir = tmp_path_factory.mktemp("reference")
+    train(compose_config(*TINY, "runner.epochs=4"), run_dir)
+    return without_timing(run_dir)
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_generation(tmp_path, capsys, reference):
+    run_dir = tmp_path / "run"
+    train(compose_config(*TINY), run_dir)
+    last, previous = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "last.prev.pt"
+    assert checkpoint.load(last)["counters"]["epoch"] == 3 and checkpoint.load(previous)["counters"]["epoch"] == 2
+    last.write_bytes(last.read_bytes()[:1000])  # truncated
+    capsys.readouterr()
+    train(resume_config(run_dir, ["runner.epochs=4"]), run_dir)
+    warning = capsys.readouterr().err
+    assert f"warning: checkpoint {last}: unreadable" in warning
+    assert f"resuming from the previous generation {previous} (epoch 2): 1 logged epoch after it is" in warning
+    assert without_timing(run_dir) == reference  # epoch 2 done again, exactly
+
+
+def test_a_missing_newest_falls_back_and_two_bad_generations_name_both(tmp_path):
+    run_dir = tmp_path / "run"
+    train(compose_config(*TINY, "runner.epochs=1"), run_dir)
+    last, previous = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "last.prev.pt"
+    last.unlink()  # a kill between the two renames of a write
+    resumable = checkpoint.load_resumable(run_dir)
+    assert resumable.path == previous and "last.pt: no such file" in resumable.warning
+    assert "(epoch 0): 1 logged epoch after it is done again" in resumable.warning
+    previous.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match=r"last.pt: no such file \(and the previous generation .*unreadable"):
+        checkpoint.load_resumable(run_dir)
+
+
+# --- a full disk ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "name, fail_from, path, epoch",
+    [("last.pt", 3, "checkpoints/last.pt", 1), ("metrics.jsonl", 2, "metrics.jsonl", 1)],
+    ids=["checkpoint", "metrics"],
+)
+def test_a_full_disk_stops_with_the_path_and_the_run_resumes(tmp_path, name, fail_from, path, epoch):
+    run_dir = tmp_path / "run"
+    helper = ROOT / "tests" / "helpers" / "full_disk_train.py"
+    proc = run_cli(helper, name, str(fail_from), *TINY, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 1, proc.stderr
+    assert f"error: cannot write {run_dir / path}: No space left on device (ENOSPC)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert checkpoint.load(run_dir / "checkpoints" / "last.pt")["counters"]["epoch"] == epoch
+    assert not list(run_dir.rglob("*.tmp"))
+    text = (run_dir / "metrics.jsonl").read_text()
+    assert text.endswith("\n") and len(text.splitlines()) == len(read_records(run_dir / "metrics.jsonl"))
+    train(resume_config(run_dir), run_dir)  # the disk has room again
+    assert [r["epoch"] for r in read_records(run_dir / "metrics.jsonl")] == [0, 1, 2]
