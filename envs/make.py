@@ -47,7 +47,7 @@ def _register() -> None:
 
 
 def known_env_ids() -> list[str]:
-    """Goal-env ids this project supports out of the box (each has a config in configs/env/)."""
+    """Goal-env ids this project supports out of the box: those of configs/env/ and the other Fetch -v4 ids."""
     _register()
     fetch = sorted(i for i in gym.registry if i.startswith("Fetch") and i.endswith("-v4"))
     return [POINT_ENV_ID, *fetch, *(i for i in PRESET_IDS if i in gym.registry)]
