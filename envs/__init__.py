@@ -2,6 +2,26 @@
 
 from __future__ import annotations
 
-from envs.make import EnvInfo, env_info, known_env_ids, make_env, make_vector_env
+from envs.make import (
+    EnvInfo,
+    EpisodeTerminated,
+    FixedLengthGoalEnv,
+    env_info,
+    env_kwargs,
+    known_env_ids,
+    make_env,
+    make_vector_env,
+    resolve_env_id,
+)
 
-__all__ = ["EnvInfo", "env_info", "known_env_ids", "make_env", "make_vector_env"]
+__all__ = [
+    "EnvInfo",
+    "EpisodeTerminated",
+    "FixedLengthGoalEnv",
+    "env_info",
+    "env_kwargs",
+    "known_env_ids",
+    "make_env",
+    "make_vector_env",
+    "resolve_env_id",
+]

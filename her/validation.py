@@ -11,13 +11,15 @@ import numpy as np
 
 
 class OptionError(ValueError):
-    """A bad option value. ``name`` is the argument name, which matches the config key."""
+    """A bad option value. ``name`` is the argument name, which matches the config key; ``problem`` says
+    what is wrong (by default ``expected <allowed>``)."""
 
-    def __init__(self, name: str, value: Any, allowed: str) -> None:
+    def __init__(self, name: str, value: Any, allowed: str, problem: str | None = None) -> None:
         self.name = name
         self.value = value
         self.allowed = allowed
-        super().__init__(f"{name}={value!r} is invalid: expected {allowed}")
+        self.problem = problem or f"expected {allowed}"
+        super().__init__(f"{name}={value!r} is invalid: {self.problem}")
 
 
 def _is_int(value: Any) -> bool:

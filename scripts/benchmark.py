@@ -51,7 +51,7 @@ from her.relabel import Transitions
 from her.run.runner import Runner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train import CONFIG_DIR, ConfigError, build_runner  # noqa: E402
+from train import CONFIG_DIR, ConfigError, build_runner, env_options  # noqa: E402
 
 
 def load_config(overrides: list[str]) -> DictConfig:
@@ -94,7 +94,7 @@ def env_rates(cfg: DictConfig, parallel_cfg: DictConfig, rounds: int) -> dict[st
     minute). Rates are medians over rounds; ratios are medians of the rounds' own ratios.
     """
     runners = {"collect": prepared_runner(cfg), "parallel": prepared_runner(parallel_cfg)}
-    env = make_env(cfg.env.id)
+    env = make_env(cfg.env.id, **env_options(cfg))
     env.reset(seed=0)
     horizon = env_info(env).horizon
     rng = np.random.default_rng(0)
@@ -165,9 +165,10 @@ def precision_rates(runner: Runner, rounds: int, n: int) -> dict[str, float]:
     }
 
 
-def full_buffer(env_id: str, size: int) -> HerReplayBuffer:
-    """A ``size``-transition HER buffer of ``env_id``'s shapes, filled with random contents."""
-    info = env_info(make_env(env_id))
+def full_buffer(env_id: str, size: int, kwargs: dict[str, Any] | None = None) -> HerReplayBuffer:
+    """A ``size``-transition HER buffer of the shapes of ``env_id`` (made with ``kwargs``), filled with random
+    contents."""
+    info = env_info(make_env(env_id, **(kwargs or {})))
     buf = HerReplayBuffer(size, info.horizon, info.obs_dim, info.goal_dim, info.action_dim, info.compute_reward)
     rng = np.random.default_rng(0)
     n_eps = buf.storage.capacity
@@ -341,7 +342,7 @@ def main() -> None:
     results["sampler_buffer_transitions"] = size
     per_cycle = max(1, int(cfg.runner.updates_per_cycle))
     draws = [(256, 1), (1024, 1), (256, per_cycle)]
-    batch_rates = sampler_rates(full_buffer(env_id, size), draws, 2 if quick else 20, 0.1)
+    batch_rates = sampler_rates(full_buffer(env_id, size, env_options(cfg)), draws, 2 if quick else 20, 0.1)
     results["sampler_batches_per_s_256"] = batch_rates[(256, 1)]
     results["sampler_batches_per_s_1024"] = batch_rates[(1024, 1)]
     results["sampler_cycle_batches"] = per_cycle

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from train import CONFIG_DIR, ConfigError, resolve_device  # noqa: E402
 
 from agents.policy import Policy, load_policy  # noqa: E402
-from envs import env_info, make_env, make_vector_env  # noqa: E402
+from envs import env_info, env_kwargs, make_env, make_vector_env  # noqa: E402
 from her import validation  # noqa: E402
 from her.checkpoint_file import CheckpointError  # noqa: E402
 from her.run import checkpoint  # noqa: E402
@@ -35,7 +35,7 @@ def option(check: Any, name: str, value: Any, *args: Any) -> Any:
     try:
         return check(name, value, *args)
     except validation.OptionError as err:
-        raise ConfigError(f"{name}={err.value!r} is invalid: expected {err.allowed}") from None
+        raise ConfigError(f"{name}={err.value!r} is invalid: {err.problem}") from None
 
 
 def run_dir_of(path: Path) -> Path:
@@ -46,6 +46,17 @@ def run_dir_of(path: Path) -> Path:
 def policy_fn(policy: Policy):
     """``(obs [n, o], goal [n, g]) -> [n, a]``, the form the episode collectors call."""
     return lambda obs, goal: policy.act({"observation": obs, "desired_goal": goal})
+
+
+def env_kwargs_of(cfg: DictConfig, policy: Policy) -> Any:
+    """``env_kwargs`` as plain containers; ``null``: the checkpoint's own (for its own env id only)."""
+    if cfg.env_kwargs is not None:
+        return (
+            OmegaConf.to_container(cfg.env_kwargs, resolve=True)
+            if OmegaConf.is_config(cfg.env_kwargs)
+            else cfg.env_kwargs
+        )
+    return policy.env.get("kwargs", {}) if not cfg.env_id else {}
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -62,12 +73,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     path = checkpoint.resolve_path(cfg.policy)
     policy = load_policy(path, device)
     env_id = cfg.env_id or policy.env["id"]
-    probe = option(lambda _, v: make_env(v), "env_id", env_id)
+    kwargs = option(lambda _, v: env_kwargs(v), "env_kwargs", env_kwargs_of(cfg, policy))
+    probe = option(lambda _, v: make_env(v, **kwargs), "env_id", env_id)
     info = env_info(probe)
     probe.close()
-    policy.check_env_sizes(checkpoint.env_record(env_id, info), path)
+    policy.check_env_sizes(checkpoint.env_record(env_id, info, kwargs), path)
 
-    envs = make_vector_env(env_id, num_envs)
+    envs = make_vector_env(env_id, num_envs, kwargs=kwargs)
     try:
         rollout = collect_episodes(envs, policy_fn(policy), episodes, info.horizon, seed)
     finally:
@@ -83,17 +95,17 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "mean_return": float(rollout.ret.mean()),
     }
     if cfg.video:
-        result["video"] = record_video(cfg, policy, env_id, out_dir / f"{stem}.mp4")
+        result["video"] = record_video(cfg, policy, env_id, kwargs, out_dir / f"{stem}.mp4")
     output = Path(cfg.output) if cfg.output else out_dir / f"{stem}.json"
     output.write_text(json.dumps(result, indent=2) + "\n")
     return {**result, "output": str(output)}
 
 
-def record_video(cfg: DictConfig, policy: Policy, env_id: str, path: Path) -> dict[str, Any]:
+def record_video(cfg: DictConfig, policy: Policy, env_id: str, kwargs: dict[str, Any], path: Path) -> dict[str, Any]:
     """Render ``cfg.video_episodes`` episodes (seeded like the evaluation) to ``path``."""
     n_episodes = option(validation.positive_int, "video_episodes", cfg.video_episodes)
     fps = option(validation.positive_int, "fps", cfg.fps)
-    env = make_env(env_id, render_mode="rgb_array")
+    env = make_env(env_id, **{**kwargs, "render_mode": "rgb_array"})
     try:
         episodes = render_episodes(env, policy_fn(policy), n_episodes, int(cfg.seed))
     finally:

@@ -23,7 +23,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_limits
 
-from envs import EnvInfo, env_info, make_env, make_vector_env
+from envs import EnvInfo, EpisodeTerminated, env_info, env_kwargs, make_env, make_vector_env
 from her import validation
 from her.run import checkpoint
 from her.run.checkpoint import Checkpointer, CheckpointError, DivergenceError, RunInfo, WriteError
@@ -59,7 +59,7 @@ def _build(group: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
     except validation.OptionError as err:
         key = f"{group}.{err.name}" if group else err.name
-        raise ConfigError(f"{key}={err.value!r} is invalid: expected {err.allowed}") from None
+        raise ConfigError(f"{key}={err.value!r} is invalid: {err.problem}") from None
 
 
 def check_options(group: str, node: DictConfig) -> None:
@@ -116,6 +116,14 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> DictCon
     return cfg
 
 
+def env_options(cfg: DictConfig) -> dict[str, Any]:
+    """``env.kwargs`` as a plain dict of ``gym.make`` keyword arguments (none when the config has no such key)."""
+    kwargs = cfg.env.get("kwargs")
+    if OmegaConf.is_config(kwargs):
+        kwargs = OmegaConf.to_container(kwargs, resolve=True)
+    return _build("env", env_kwargs, kwargs)
+
+
 def run_info(cfg: DictConfig, info: Any) -> RunInfo:
     """What checkpoints record besides the states: env sizes, how to rebuild the agent, the resolved config."""
     agent_cfg = OmegaConf.to_container(cfg.agent, resolve=True)
@@ -123,7 +131,8 @@ def run_info(cfg: DictConfig, info: Any) -> RunInfo:
     kwargs = {k: v for k, v in agent_cfg.items() if k not in ("_target_", "_partial_")}
     config = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(config, dict)
-    return RunInfo(checkpoint.env_record(cfg.env.id, info), str(agent_cfg["_target_"]), kwargs, config)
+    env = checkpoint.env_record(cfg.env.id, info, env_options(cfg))
+    return RunInfo(env, str(agent_cfg["_target_"]), kwargs, config)
 
 
 def build_runner(cfg: DictConfig, run_dir: Path | None, resume_step: int | None = None) -> tuple[Runner, EnvInfo]:
@@ -143,12 +152,12 @@ def build_runner(cfg: DictConfig, run_dir: Path | None, resume_step: int | None 
     torch.manual_seed(seed)  # network initialization (rank 0's is copied to the other ranks)
 
     check_options("agent", cfg.agent)
-    env_cfg = cfg.env
-    train_env = _build("env", make_vector_env, env_cfg.id, env_cfg.num_envs, env_cfg.vectorization)
-    eval_env = make_vector_env(env_cfg.id, env_cfg.num_envs, env_cfg.vectorization)
+    env_cfg, kwargs = cfg.env, env_options(cfg)
+    train_env = _build("env", make_vector_env, env_cfg.id, env_cfg.num_envs, env_cfg.vectorization, kwargs)
+    eval_env = make_vector_env(env_cfg.id, env_cfg.num_envs, env_cfg.vectorization, kwargs)
     # Sizes and the batched reward function come from a local instance: a sync env's own first env, else a
     # new one (async envs live in their workers). Loading a Fetch model takes ~0.2 s of start-up.
-    local = train_env.envs[0] if isinstance(train_env, gym.vector.SyncVectorEnv) else make_env(env_cfg.id)
+    local = train_env.envs[0] if isinstance(train_env, gym.vector.SyncVectorEnv) else make_env(env_cfg.id, **kwargs)
     info = env_info(local)
 
     buffer = _build(
@@ -264,7 +273,7 @@ def main(cfg: DictConfig) -> float:
             overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
             cfg = resume_config(cfg.resume, overrides)
         metrics = train(cfg, run_dir)
-    except (ConfigError, CheckpointError) as err:
+    except (ConfigError, CheckpointError, EpisodeTerminated) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except (DivergenceError, WriteError, CollectiveFailed, RanksOutOfSync) as err:

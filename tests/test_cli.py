@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from her import checkpoint_file
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = [
@@ -98,6 +102,35 @@ def failure(*overrides: str, run_dir: Path) -> str:
     return str(err.value)
 
 
+def readme_example_env() -> str:
+    """The example goal env of README's "Other envs and your own" (the python block that starts with
+    ``# mygoalenv.py``)."""
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"```python\n(# mygoalenv\.py:.*?)```", readme, re.S)
+    assert match, "README has no python block starting with '# mygoalenv.py:'"
+    return match.group(1)
+
+
+def test_the_readme_example_env_trains_from_its_own_module(tmp_path):
+    """README's command line: a user's module on PYTHONPATH, named in env.id as module:EnvId."""
+    (tmp_path / "mygoalenv.py").write_text(readme_example_env())
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train.py"), "env=PointReach", "env.id=mygoalenv:MyReach-v0",
+         "+env.kwargs.threshold=0.2", "runner.epochs=1", "runner.cycles_per_epoch=1", "runner.episodes_per_cycle=1",
+         "runner.updates_per_cycle=1", "runner.eval_episodes=1", "torch_threads=1", "progress=false",
+         f"hydra.run.dir={out}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["env_steps"] == 50 and record["updates"] == 1  # MyReach-v0's 50-step episodes
+    saved = checkpoint_file.load(out / "policy.pt")
+    assert saved["env"]["id"] == "mygoalenv:MyReach-v0" and saved["env"]["kwargs"] == {"threshold": 0.2}
+    assert saved["env"]["obs_dim"] == 1 and saved["env"]["action_dim"] == 1
+
+
 @pytest.mark.parametrize(
     "overrides, expected",
     [
@@ -119,6 +152,14 @@ def failure(*overrides: str, run_dir: Path) -> str:
         (["device=tpu"], "device='tpu' is invalid: expected one of cpu, cuda, auto"),
         (["distributed.grad_reduce=max"], "distributed.grad_reduce='max' is invalid: expected one of mean, sum"),
         (["env.id=Nope-v0"], "env.id='Nope-v0' is invalid: expected a registered env id"),
+        (["env.id=CartPole-v1"], "env.id='CartPole-v1' is invalid: CartPole-v1 is not a goal env"),
+        (
+            ["env.id=no_such_module_17:MyReach-v0"],
+            "env.id='no_such_module_17:MyReach-v0' is invalid: importing module 'no_such_module_17' failed: "
+            "ModuleNotFoundError: No module named 'no_such_module_17'",
+        ),
+        (["env.id=json:MyReach-v0"], "module 'json' was imported but registered no env 'MyReach-v0'"),
+        (["+env.kwargs.bogus=1"], "env.kwargs.bogus=1 is invalid: PointReach-v0 refused it: TypeError"),
         (["checkpoint.every=0"], "checkpoint.every=0 is invalid: expected an integer > 0"),
         (["agent.policy_delay=2"], "Key 'policy_delay' is not in struct"),
         (["+agent.policy_delay=2"], "agent.policy_delay is not an option of agents.DDPG"),

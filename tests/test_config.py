@@ -29,16 +29,49 @@ def test_every_group_has_options():
         assert options(group), group
 
 
+# (obs_dim, goal_dim, action_dim, episode steps) of each env config, as README's tables give them.
+ENV_SIZES = {
+    "FetchReach": (10, 3, 4, 50),
+    "FetchPush": (25, 3, 4, 50),
+    "FetchPickAndPlace": (25, 3, 4, 50),
+    "FetchSlide": (25, 3, 4, 50),
+    "PointReach": (2, 2, 2, 50),
+    "HandReach": (63, 15, 20, 50),
+    "HandManipulateBlock": (61, 7, 20, 100),
+    "HandManipulateEgg": (61, 7, 20, 100),
+    "HandManipulatePen": (61, 7, 20, 100),
+    "PointMaze_UMaze": (4, 2, 2, 300),
+}
+
+
+def test_every_env_config_has_its_sizes_listed():
+    assert sorted(ENV_SIZES) == options("env")
+
+
 @pytest.mark.parametrize("env", options("env"))
 def test_env_configs_compose_and_build(env):
     cfg = compose_config(f"env={env}")
-    e = make_env(cfg.env.id)
+    e = make_env(cfg.env.id, **cfg.env.kwargs)
     info = env_info(e)
-    assert info.horizon == 50 and info.obs_dim > 0 and info.goal_dim > 0
+    assert (info.obs_dim, info.goal_dim, info.action_dim, info.horizon) == ENV_SIZES[env]
     obs, _ = e.reset(seed=0)
     reward = info.compute_reward(np.stack([obs["achieved_goal"]] * 4), np.stack([obs["desired_goal"]] * 4), {})
     assert reward.shape == (4,)
     e.close()
+
+
+@pytest.mark.parametrize("env", options("env"))
+def test_env_configs_run_one_short_cycle(env, tmp_path):
+    from train import train
+
+    cfg = compose_config(
+        f"env={env}", "device=cpu", "torch_threads=1", "progress=false", "logger.tensorboard=false",
+        "env.num_envs=1", "env.vectorization=sync", "runner.epochs=1", "runner.cycles_per_epoch=1",
+        "runner.episodes_per_cycle=1", "runner.updates_per_cycle=1", "runner.eval_episodes=1", "buffer.size=1000",
+    )  # fmt: skip
+    metrics = train(cfg, tmp_path)
+    assert metrics["env_steps"] == ENV_SIZES[env][3] and metrics["updates"] == 1
+    assert metrics["buffer_transitions"] == ENV_SIZES[env][3]
 
 
 @pytest.mark.parametrize("agent", options("agent"))

@@ -70,7 +70,7 @@ class RunInfo:
     """What a checkpoint records about its run besides the states.
 
     Args:
-        env: ``id``, ``obs_dim``, ``goal_dim``, ``action_dim``, ``action_max``, ``horizon``.
+        env: ``id``, ``kwargs`` (when any), ``obs_dim``, ``goal_dim``, ``action_dim``, ``action_max``, ``horizon``.
         agent_class: import path of the agent class, e.g. ``agents.DDPG``.
         agent_kwargs: its constructor keywords besides the sizes and the device (``hidden``, ``lr_actor``, ...).
         config: the resolved run config, as plain containers.
@@ -82,10 +82,12 @@ class RunInfo:
     config: dict[str, Any]
 
 
-def env_record(env_id: str, info: EnvInfo) -> dict[str, Any]:
-    """The env part of a checkpoint: its id and the sizes the networks were built for."""
+def env_record(env_id: str, info: EnvInfo, kwargs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The env part of a checkpoint: its id, its ``gym.make`` keyword arguments (``kwargs``; left out when
+    there are none) and the sizes the networks were built for."""
     return {
         "id": env_id,
+        **({"kwargs": dict(kwargs)} if kwargs else {}),
         "obs_dim": info.obs_dim,
         "goal_dim": info.goal_dim,
         "action_dim": info.action_dim,
