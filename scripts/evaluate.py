@@ -1,8 +1,8 @@
 """Evaluate a trained policy: ``python scripts/evaluate.py policy=<run dir or .pt> [episodes=100] [video=true]``.
 
 Runs deterministic episodes (no exploration noise), prints the success rate and mean return, and writes
-them as JSON next to the run; ``video=true`` also renders episodes headless to an mp4 there. Options:
-configs/evaluate.yaml.
+them as JSON next to the run; ``video=true`` also renders episodes headless to an mp4 there and adds them to
+the run's TensorBoard (``tensorboard=true``). Options: configs/evaluate.yaml.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from envs import env_info, env_kwargs, make_env, make_vector_env  # noqa: E402
 from her import validation  # noqa: E402
 from her.checkpoint_file import CheckpointError  # noqa: E402
 from her.run import checkpoint  # noqa: E402
-from her.run.evaluation import render_episodes, write_video  # noqa: E402
+from her.run.evaluation import render_episodes, write_tensorboard_video, write_video  # noqa: E402
 from her.run.runner import collect_episodes  # noqa: E402
 
 
@@ -95,14 +95,17 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "mean_return": float(rollout.ret.mean()),
     }
     if cfg.video:
-        result["video"] = record_video(cfg, policy, env_id, kwargs, out_dir / f"{stem}.mp4")
+        result["video"] = record_video(cfg, policy, env_id, kwargs, out_dir / f"{stem}.mp4", path.stem)
     output = Path(cfg.output) if cfg.output else out_dir / f"{stem}.json"
     output.write_text(json.dumps(result, indent=2) + "\n")
     return {**result, "output": str(output)}
 
 
-def record_video(cfg: DictConfig, policy: Policy, env_id: str, kwargs: dict[str, Any], path: Path) -> dict[str, Any]:
-    """Render ``cfg.video_episodes`` episodes (seeded like the evaluation) to ``path``."""
+def record_video(
+    cfg: DictConfig, policy: Policy, env_id: str, kwargs: dict[str, Any], path: Path, name: str
+) -> dict[str, Any]:
+    """Render ``cfg.video_episodes`` episodes (seeded like the evaluation) to ``path`` and, with
+    ``cfg.tensorboard``, to the run's TensorBoard as ``eval/video_<name>`` at the checkpoint's env steps."""
     n_episodes = option(validation.positive_int, "video_episodes", cfg.video_episodes)
     fps = option(validation.positive_int, "fps", cfg.fps)
     env = make_env(env_id, **{**kwargs, "render_mode": "rgb_array"})
@@ -110,14 +113,20 @@ def record_video(cfg: DictConfig, policy: Policy, env_id: str, kwargs: dict[str,
         episodes = render_episodes(env, policy_fn(policy), n_episodes, int(cfg.seed))
     finally:
         env.close()
-    n_frames = write_video(path, [e.frames for e in episodes], fps)
-    return {
+    clips = [e.frames for e in episodes]
+    n_frames = write_video(path, clips, fps)
+    result = {
         "path": str(path),
         "frames": n_frames,
         "size": list(np.shape(episodes[0].frames)[1:3]),
         "bytes": path.stat().st_size,
         "episode_success": [e.success for e in episodes],
     }
+    if cfg.tensorboard:
+        tag, log_dir = f"eval/video_{name}", path.parent / "tb"
+        write_tensorboard_video(log_dir, tag, clips, fps, int(policy.counters.get("env_steps", 0)))
+        result["tensorboard"] = {"log_dir": str(log_dir), "tag": tag}
+    return result
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
@@ -135,6 +144,8 @@ def main(cfg: DictConfig) -> float:
     if "video" in result:
         video = result["video"]
         print(f"video: {video['path']} ({video['frames']} frames, {video['bytes'] / 1e6:.2f} MB)")
+        if "tensorboard" in video:
+            print(f"video: TensorBoard {video['tensorboard']['log_dir']}, tag {video['tensorboard']['tag']}")
     return result["success_rate"]
 
 

@@ -6,6 +6,7 @@ objects. ``train(cfg)`` returns the final epoch's metrics; ``main`` returns the 
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import sys
@@ -20,7 +21,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import get_object, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from threadpoolctl import threadpool_limits
 
 from envs import EnvInfo, EpisodeTerminated, env_info, env_kwargs, make_env, make_vector_env
@@ -41,6 +42,27 @@ RESUME_OVERRIDES = (
     "device",
     "checkpoint.every",
     "checkpoint.save_buffer",
+)
+
+# Options every run shows in TensorBoard's HParams view, besides the overrides its command line gave.
+KEY_HPARAMS = (
+    "env.id",
+    "agent._target_",
+    "seed",
+    "agent.batch_size",
+    "agent.lr_actor",
+    "agent.lr_critic",
+    "agent.gamma",
+    "agent.polyak",
+    "agent.hidden",
+    "buffer.strategy",
+    "buffer.replay_k",
+    "runner.epochs",
+    "runner.cycles_per_epoch",
+    "runner.episodes_per_cycle",
+    "runner.updates_per_cycle",
+    "env.num_envs",
+    "device",
 )
 
 # configs/hydra/default.yaml: a resumed run writes into its own dir and keeps its .hydra/ (original config).
@@ -135,11 +157,45 @@ def run_info(cfg: DictConfig, info: Any) -> RunInfo:
     return RunInfo(env, str(agent_cfg["_target_"]), kwargs, config)
 
 
-def build_runner(cfg: DictConfig, run_dir: Path | None, resume_step: int | None = None) -> tuple[Runner, EnvInfo]:
+_ABSENT = object()
+
+
+def hparam_value(value: Any) -> bool | int | float | str:
+    """A config value as TensorBoard's HParams view holds it: a bool, number or string (lists and dicts as
+    JSON, ``None`` as ``null``)."""
+    if isinstance(value, DictConfig | ListConfig):
+        value = OmegaConf.to_container(value, resolve=True)
+    if value is None:
+        return "null"
+    if isinstance(value, bool | int | float | str):
+        return value
+    return json.dumps(value)
+
+
+def hparams(cfg: DictConfig, overrides: Sequence[str] = (), world_size: int = 1) -> dict[str, bool | int | float | str]:
+    """What a run shows in TensorBoard's HParams view: ``KEY_HPARAMS``, ``world_size`` and each command-line
+    override (``key=value``; Hydra's own ``hydra...`` ones aside) with its resolved value. A config group's
+    override (``env=PointReach``, ``experiment=fetch_push``) shows the option chosen."""
+    values = {key: hparam_value(OmegaConf.select(cfg, key)) for key in KEY_HPARAMS}
+    values["world_size"] = world_size
+    for override in overrides:
+        key, _, literal = override.lstrip("+").partition("=")
+        if key.startswith(("~", "hydra")) or "/" in key:
+            continue
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        group_choice = value is _ABSENT or (isinstance(value, DictConfig) and not literal.startswith("{"))
+        values[key] = literal if group_choice else hparam_value(value)
+    return values
+
+
+def build_runner(
+    cfg: DictConfig, run_dir: Path | None, resume_step: int | None = None, overrides: Sequence[str] = ()
+) -> tuple[Runner, EnvInfo]:
     """Envs, buffer, agent and runner from ``cfg`` (also sets torch threads and the torch seed).
 
     Metrics go to ``run_dir`` (on rank 0 only; ``None``: nowhere), continuing after ``resume_step`` (the env steps
-    of all ranks of the last epoch logged before the checkpoint resumed from)."""
+    of all ranks of the last epoch logged before the checkpoint resumed from); a new run's TensorBoard gets its
+    hparams (``overrides``: the command line's) and its config as text."""
     seed = _build("", validation.non_negative_int, "seed", cfg.seed)
     distributed = _build("distributed", instantiate(cfg.distributed), _build("", resolve_device, cfg.device))
     device = distributed.device  # under torchrun with cuda: this rank's GPU
@@ -175,7 +231,15 @@ def build_runner(cfg: DictConfig, run_dir: Path | None, resume_step: int | None 
     distributed.attach(agent)
     # Only rank 0 writes files and shows progress; every rank trains on its own envs and buffer.
     writes = run_dir is not None and distributed.is_main
-    logger = MetricsLogger(run_dir, bool(cfg.logger.tensorboard), resume_step=resume_step) if writes else None
+    logger = None
+    if writes:
+        logger = MetricsLogger(
+            run_dir,
+            bool(cfg.logger.tensorboard),
+            resume_step=resume_step,
+            hparams=hparams(cfg, overrides, distributed.world_size),
+            config_text=OmegaConf.to_yaml(cfg, resolve=True),
+        )
     runner = _build(
         "runner",
         instantiate(cfg.runner),
@@ -193,9 +257,12 @@ def build_runner(cfg: DictConfig, run_dir: Path | None, resume_step: int | None 
     return runner, info
 
 
-def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
+def train(cfg: DictConfig, run_dir: str | Path | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Build everything from ``cfg``, train (continuing the run ``cfg.resume`` when set), save the policy,
-    and return the last epoch's metrics plus ``stopped`` (true after Ctrl-C/SIGTERM)."""
+    and return the last epoch's metrics plus ``stopped`` (true after Ctrl-C/SIGTERM).
+
+    ``overrides``: the command line's ``key=value`` overrides, shown with the key options in TensorBoard's
+    HParams view."""
     if run_dir is None:
         run_dir = HydraConfig.get().runtime.output_dir
     resumable = None if cfg.resume is None else checkpoint.load_resumable(cfg.resume)
@@ -207,7 +274,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
         raise ConfigError(
             f"runner.epochs={cfg.runner.epochs} is invalid: expected at least {done}, the epochs {resume_path} has done"
         )
-    runner, info = build_runner(cfg, Path(run_dir), resume_step)
+    runner, info = build_runner(cfg, Path(run_dir), resume_step, overrides)
     if resumable is not None and resumable.warning is not None and runner.distributed.is_main:
         print(f"warning: {resumable.warning}", file=sys.stderr)
     try:
@@ -233,6 +300,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
                     checkpointer.save_last(runner)
                 else:
                     checkpointer.save_policy(runner, Path(run_dir) / "policy.pt")
+        if runner.logger is not None and not runner.stopped:
+            runner.logger.log_completed()
     finally:
         runner.close()
     return {**metrics, "stopped": runner.stopped}
@@ -269,10 +338,11 @@ def main(cfg: DictConfig) -> float:
     try:
         if launched_by_torchrun() and HydraConfig.get().mode == RunMode.MULTIRUN:
             raise ConfigError("torchrun runs one training on several ranks: start sweeps (-m) without torchrun")
+        overrides = list(HydraConfig.get().overrides.task)
         if cfg.resume is not None:
-            overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
+            overrides = [o for o in overrides if not o.startswith("resume=")]
             cfg = resume_config(cfg.resume, overrides)
-        metrics = train(cfg, run_dir)
+        metrics = train(cfg, run_dir, overrides)
     except (ConfigError, CheckpointError, EpisodeTerminated) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -93,6 +94,21 @@ def test_evaluate_cli_writes_json_and_a_playable_video(run_dir, tmp_path):
 
     frames = [frame for frame in imageio.get_reader(run_dir / "eval_last.mp4")]  # list() trips on len == inf
     assert len(frames) == 3 * 51 and frames[0].shape == (128, 128, 3)
+
+    # The same frames in the run's TensorBoard, as an animated image at the checkpoint's env steps.
+    from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
+
+    assert result["video"]["tensorboard"] == {"log_dir": str(run_dir / "tb"), "tag": "eval/video_last"}
+    mux = EventMultiplexer({"run": str(run_dir / "tb")})
+    mux.Reload()
+    [event] = mux.Tensors("run", "eval/video_last")
+    width, height, gif = event.tensor_proto.string_val
+    assert (event.step, width, height) == (50, b"128", b"128")
+    from PIL import Image, ImageSequence
+
+    with Image.open(io.BytesIO(gif)) as image:  # repeated frames merge into longer ones
+        durations = [frame.info["duration"] for frame in ImageSequence.Iterator(image)]
+        assert image.size == (128, 128) and sum(durations) == 3 * 51 * 40  # 153 frames at 25 fps
 
 
 def test_evaluate_cli_exits_2_on_bad_input_without_a_traceback(tmp_path):

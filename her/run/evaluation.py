@@ -1,4 +1,4 @@
-"""Episodes of a trained policy rendered to frames, and frames written to an mp4."""
+"""Episodes of a trained policy rendered to frames, and frames written to an mp4 or to TensorBoard."""
 
 from __future__ import annotations
 
@@ -56,3 +56,23 @@ def write_video(path: str | Path, clips: Sequence[np.ndarray], fps: int = 25) ->
                 writer.append_data(frame)
                 n_frames += 1
     return n_frames
+
+
+def animated_gif(clips: Sequence[np.ndarray], fps: int = 25) -> bytes:
+    """``[T_i, H, W, 3]`` uint8 clips one after another as a looping animated GIF (Pillow, through imageio)."""
+    import imageio.v3 as iio  # imported here: only video needs it
+
+    # GIF frame delays are whole hundredths of a second: 25 fps is exact, others round.
+    return iio.imwrite("<bytes>", np.concatenate(list(clips)), extension=".gif", duration=1000 / fps, loop=0)
+
+
+def write_tensorboard_video(log_dir: str | Path, tag: str, clips: Sequence[np.ndarray], fps: int, step: int) -> None:
+    """Add ``[T_i, H, W, 3]`` uint8 clips to the TensorBoard event files in ``log_dir`` as one animated image at
+    ``step``; TensorBoard's Images tab plays it (what ``SummaryWriter.add_video`` writes, without moviepy)."""
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from torch.utils.tensorboard import SummaryWriter  # imported here: slow
+
+    height, width = clips[0].shape[1:3]
+    image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=animated_gif(clips, fps))
+    with SummaryWriter(str(log_dir)) as writer:
+        writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)

@@ -1,12 +1,17 @@
-"""Per-epoch metrics to TensorBoard (x-axis: total env steps) and to ``metrics.jsonl``."""
+"""Per-epoch metrics to TensorBoard (x-axis: total env steps) and to ``metrics.jsonl``; the run's
+hyperparameters for TensorBoard's HParams view and its config as text."""
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from her.checkpoint_file import append_atomic, write_atomic
+
+HParamValue = bool | int | float | str
 
 # metrics.jsonl key -> TensorBoard tag
 TB_TAGS = {
@@ -35,6 +40,33 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
+def hparams_summary(hparams: Mapping[str, HParamValue], start_time_s: float | None = None) -> Any:
+    """The HParams plugin's session-start summary of one run (a ``Summary`` protobuf): its ``hparams``.
+
+    No experiment summary is written: TensorBoard then builds the HParams table from the session starts of
+    all runs under its logdir (the union of their hparams) and takes each run's metrics from the last value
+    of each of its scalars, so the table shows the end of a run, however often it was resumed.
+    """
+    from tensorboard.plugins.hparams import summary_v2  # imported here: slow, and optional
+
+    return summary_v2.hparams_pb(dict(hparams), start_time_secs=start_time_s)
+
+
+def session_end_summary(end_time_s: float | None = None) -> Any:
+    """The HParams plugin's session-end summary (status: success), written when a run completes."""
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+    end = plugin_data_pb2.SessionEndInfo(
+        status=api_pb2.STATUS_SUCCESS, end_time_secs=time.time() if end_time_s is None else end_time_s
+    )
+    content = plugin_data_pb2.HParamsPluginData(session_end_info=end, version=metadata.PLUGIN_DATA_VERSION)
+    value = summary_pb2.Summary.Value(
+        tag=metadata.SESSION_END_INFO_TAG, metadata=metadata.create_summary_metadata(content)
+    )
+    return summary_pb2.Summary(value=[value])
+
+
 class MetricsLogger:
     """Appends one JSON object per epoch to ``run_dir/metrics.jsonl`` and writes TensorBoard scalars.
 
@@ -44,9 +76,19 @@ class MetricsLogger:
         resume_step: continue a run whose checkpoint was written after the epoch logged at ``resume_step``
             env steps (of all ranks): records logged after that checkpoint are dropped from metrics.jsonl and
             purged from TensorBoard, so the resumed run's curves continue without a gap or a duplicate step.
+        hparams: the run's hyperparameters (name -> bool, number or string) for TensorBoard's HParams view,
+            and ``config_text``: its resolved config (YAML), shown as text. Both are written when a run
+            starts, not when it resumes: a run has one HParams entry, the one of its first start.
     """
 
-    def __init__(self, run_dir: str | Path, tensorboard: bool = True, resume_step: int | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: str | Path,
+        tensorboard: bool = True,
+        resume_step: int | None = None,
+        hparams: Mapping[str, HParamValue] | None = None,
+        config_text: str | None = None,
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.jsonl_path = self.run_dir / "metrics.jsonl"
@@ -59,6 +101,13 @@ class MetricsLogger:
 
             purge_step = None if resume_step is None else resume_step + 1
             self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
+            if resume_step is None:
+                # At step 0, which a resumed run's purge (from resume_step + 1 on) never removes.
+                if hparams is not None:
+                    self.writer.file_writer.add_summary(hparams_summary(hparams))
+                if config_text is not None:
+                    self.writer.add_text("config", f"```yaml\n{config_text.rstrip()}\n```", 0)
+                self.writer.flush()
 
     def log_epoch(self, record: dict[str, Any]) -> None:
         """Write ``record`` (must hold ``env_steps``) as a JSON line and its known scalars to TensorBoard.
@@ -71,6 +120,12 @@ class MetricsLogger:
             for key, tag in TB_TAGS.items():
                 if key in record and record[key] is not None:
                     self.writer.add_scalar(tag, record[key], step)
+            self.writer.flush()
+
+    def log_completed(self) -> None:
+        """Mark the run's HParams entry as finished (a run stopped to be resumed stays unmarked)."""
+        if self.writer is not None:
+            self.writer.file_writer.add_summary(session_end_summary())
             self.writer.flush()
 
     def close(self) -> None:
