@@ -10,7 +10,9 @@ table, and the curve to draw. In docs/results.md each section's block stands bet
 
 A table has one row per run: the eval success rate at each milestone and at the end as the mean of the last
 ``window`` evaluations (the noise of a few eval episodes averages out), the first env steps and the training
-wall time at which that mean reached ``threshold``, and the run's wall time; then the mean over runs.
+wall time at which that mean reached ``threshold``, and the run's wall time; then the mean over runs. A
+section with ``label_keys`` (config keys such as ``agent.batch_size``) is a sweep: each row is labeled with
+those keys' values from the run's config, and the runs that share them get their own mean row.
 """
 
 from __future__ import annotations
@@ -49,9 +51,17 @@ class Run:
     steps: np.ndarray
     success: np.ndarray
     wall_s: np.ndarray
+    variant: str = ""
 
 
-def load_run(run_dir: Path) -> Run:
+def short(value: object) -> str:
+    """A config value in a table cell: mappings as ``k=v`` pairs without Hydra's ``_target_``-like keys."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={short(v)}" for k, v in value.items() if not str(k).startswith("_")) + "}"
+    return str(value)
+
+
+def load_run(run_dir: Path, label_keys: Sequence[str] = ()) -> Run:
     config = run_dir / "config.yaml"
     if not config.is_file() or not (run_dir / "metrics.jsonl").is_file():
         raise ReportError(f"{run_dir}: expected metrics.jsonl and config.yaml")
@@ -59,6 +69,13 @@ def load_run(run_dir: Path) -> Run:
     records = [r for r in read_records(run_dir / "metrics.jsonl") if r.get("eval_success_rate") is not None]
     if not records:
         raise ReportError(f"{run_dir}/metrics.jsonl: no evaluated epoch")
+    parts = []
+    for key in label_keys:
+        value = OmegaConf.select(cfg, key, default=ReportError)
+        if value is ReportError:
+            raise ReportError(f"{config}: no key {key!r} (label_keys)")
+        value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+        parts.append(f"{key.rsplit('.', 1)[-1]}={short(value)}")
     return Run(
         run_dir.name,
         cfg.get("seed"),
@@ -66,6 +83,7 @@ def load_run(run_dir: Path) -> Run:
         np.array([r["env_steps"] for r in records], dtype=np.int64),
         np.array([r["eval_success_rate"] for r in records], dtype=np.float64),
         np.array([r["wall_s"] for r in records], dtype=np.float64),
+        ", ".join(parts),
     )
 
 
@@ -99,24 +117,29 @@ def table(runs: Sequence[Run], milestones: Sequence[int], threshold: float, wind
     """The markdown table of a section (see the module docstring)."""
     head = ["run", *[step_label(m) for m in milestones], "end", f"first >= {threshold:g}", "at wall", "wall"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    cols: list[list[float]] = [[] for _ in range(len(milestones) + 1)]
-    for run in runs:
-        mean = trailing_mean(run.success, window)
-        cells = [f"seed {run.seed}" if run.seed is not None else run.name]
-        for i, m in enumerate(milestones):
-            value = at_steps(run, mean, m)
-            cells.append("-" if value is None else f"{value:.2f}")
-            if value is not None:
-                cols[i].append(value)
-        cells.append(f"{mean[-1]:.2f} at {step_label(int(run.steps[-1]))}")
-        cols[-1].append(float(mean[-1]))
-        hit = first_reaching(run, mean, threshold)
-        cells += [step_label(hit[0]), duration(hit[1])] if hit else ["not yet", "-"]
-        cells.append(duration(float(run.wall_s[-1])))
-        lines.append("| " + " | ".join(cells) + " |")
-    if len(runs) > 1:
-        means = [f"{np.mean(c):.2f}" if len(c) == len(runs) else "-" for c in cols]
-        lines.append("| " + " | ".join([f"mean of {len(runs)}", *means, "", "", ""]) + " |")
+    variants = list(dict.fromkeys(run.variant for run in runs))
+    for variant in variants:
+        group = [run for run in runs if run.variant == variant]
+        cols: list[list[float]] = [[] for _ in range(len(milestones) + 1)]
+        for run in group:
+            mean = trailing_mean(run.success, window)
+            name = f"seed {run.seed}" if run.seed is not None else run.name
+            cells = [f"{variant}, {name}" if variant else name]
+            for i, m in enumerate(milestones):
+                value = at_steps(run, mean, m)
+                cells.append("-" if value is None else f"{value:.2f}")
+                if value is not None:
+                    cols[i].append(value)
+            cells.append(f"{mean[-1]:.2f} at {step_label(int(run.steps[-1]))}")
+            cols[-1].append(float(mean[-1]))
+            hit = first_reaching(run, mean, threshold)
+            cells += [step_label(hit[0]), duration(hit[1])] if hit else ["not yet", "-"]
+            cells.append(duration(float(run.wall_s[-1])))
+            lines.append("| " + " | ".join(cells) + " |")
+        if len(group) > 1:
+            means = [f"{np.mean(c):.2f}" if len(c) == len(group) else "-" for c in cols]
+            label = f"mean of {len(group)}" + (f", {variant}" if variant else "")
+            lines.append("| " + " | ".join([label, *means, "", "", ""]) + " |")
     return "\n".join(lines)
 
 
@@ -129,6 +152,7 @@ class Section:
     window: int
     curve: str | None
     smooth: int
+    label_keys: list[str]
 
 
 def load_sections(spec: Path) -> list[Section]:
@@ -147,6 +171,7 @@ def load_sections(spec: Path) -> list[Section]:
                     int(s.get("window", 10)),
                     s.get("curve"),
                     int(s.get("smooth", 1)),
+                    [str(k) for k in s.get("label_keys", [])],
                 )
             )
         except (KeyError, TypeError, ValueError) as err:
@@ -156,7 +181,7 @@ def load_sections(spec: Path) -> list[Section]:
 
 def section_block(section: Section, data: Path) -> tuple[str, list[Run]]:
     run_dirs = [data / r for r in section.runs]
-    runs = [load_run(d) for d in run_dirs]
+    runs = [load_run(d, section.label_keys) for d in run_dirs]
     block = table(runs, section.milestones, section.threshold, section.window)
     what = "each evaluation on its own" if section.window == 1 else f"the mean of the last {section.window} evaluations"
     block += (

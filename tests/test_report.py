@@ -82,3 +82,27 @@ def test_bad_data_is_reported_by_name(tmp_path, capsys):
 def test_results_md_matches_the_committed_data():
     current, regenerated = report.build(report.DOC, report.DATA, draw=False)
     assert current == regenerated, "docs/results.md is out of date: run python scripts/report.py"
+
+
+def test_a_sweep_labels_rows_by_config_keys_and_means_each_variant(tmp_path, capsys):
+    data = tmp_path / "results"
+    for name, seed, batch, success in [("a0", 0, 256, [0.0, 1.0]), ("a1", 1, 256, [0.0, 0.0]),
+                                       ("b0", 0, 1024, [1.0, 1.0])]:  # fmt: skip
+        write_run(data, name, seed, success)
+        with open(data / name / "config.yaml", "a") as f:
+            f.write(f"agent:\n  batch_size: {batch}\n")
+            f.write("buffer:\n  strategy: {_target_: x.Mix, weights: {future: 1}}\n")
+    (data / "report.yaml").write_text(json.dumps({"sections": {"toy": {
+        "runs": ["a0", "a1", "b0"], "milestones": [2000], "window": 1,
+        "label_keys": ["agent.batch_size", "buffer.strategy"]}}}))  # fmt: skip
+    block, _ = report.section_block(report.load_sections(data / "report.yaml")[0], data)
+    rows = [line.split(" | ")[:2] for line in block.splitlines()[2:] if line.startswith("| ")]
+    variant = "batch_size=256, strategy={weights={future=1}}"
+    assert rows == [[f"| {variant}, seed 0", "1.00"], [f"| {variant}, seed 1", "0.00"],
+                    [f"| mean of 2, {variant}", "0.50"],
+                    ["| batch_size=1024, strategy={weights={future=1}}, seed 0", "1.00"]]  # fmt: skip
+    (data / "report.yaml").write_text(json.dumps({"sections": {"toy": {"runs": ["a0"], "label_keys": ["agent.lr"]}}}))
+    doc = tmp_path / "results.md"
+    doc.write_text("<!-- report:toy -->\n<!-- /report:toy -->\n")
+    assert report.main(["--doc", str(doc), "--data", str(data), "--check"]) == 2
+    assert "no key 'agent.lr' (label_keys)" in capsys.readouterr().err
