@@ -155,6 +155,12 @@ class Section:
     label_keys: list[str]
 
 
+def label_keys(value: object) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"label_keys must be a list of config keys, got {value!r}")
+    return value
+
+
 def load_sections(spec: Path) -> list[Section]:
     raw = OmegaConf.to_container(OmegaConf.load(spec), resolve=True)
     if not isinstance(raw, dict) or not isinstance(raw.get("sections"), dict):
@@ -171,7 +177,7 @@ def load_sections(spec: Path) -> list[Section]:
                     int(s.get("window", 10)),
                     s.get("curve"),
                     int(s.get("smooth", 1)),
-                    [str(k) for k in s.get("label_keys", [])],
+                    label_keys(s.get("label_keys", [])),
                 )
             )
         except (KeyError, TypeError, ValueError) as err:

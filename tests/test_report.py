@@ -106,3 +106,6 @@ def test_a_sweep_labels_rows_by_config_keys_and_means_each_variant(tmp_path, cap
     doc.write_text("<!-- report:toy -->\n<!-- /report:toy -->\n")
     assert report.main(["--doc", str(doc), "--data", str(data), "--check"]) == 2
     assert "no key 'agent.lr' (label_keys)" in capsys.readouterr().err
+    (data / "report.yaml").write_text(json.dumps({"sections": {"toy": {"runs": ["a0"], "label_keys": "agent.lr"}}}))
+    assert report.main(["--doc", str(doc), "--data", str(data), "--check"]) == 2
+    assert "label_keys must be a list of config keys, got 'agent.lr'" in capsys.readouterr().err
