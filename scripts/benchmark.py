@@ -213,7 +213,8 @@ def time_to_success(overrides: list[str], threshold: float, timeout: float) -> d
             if metrics.exists():
                 records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
                 for r in records[seen:]:
-                    if reached is None and r["eval_success_rate"] >= threshold:
+                    success = r["eval_success_rate"]
+                    if reached is None and success is not None and success >= threshold:
                         reached = {"seconds": time.perf_counter() - start, **r}
                 seen = len(records)
             if reached is not None or proc.poll() is not None:

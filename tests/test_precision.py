@@ -1,4 +1,5 @@
-"""``agent.precision=bf16`` on a fixed batch, the runner's target-update cadence and random warm-up steps."""
+"""``agent.precision=bf16`` on a fixed batch, the runner's target-update and evaluation cadences and random warm-up
+steps."""
 
 from __future__ import annotations
 
@@ -99,12 +100,42 @@ def test_random_steps_act_uniformly_until_that_many_env_steps():
     [
         ("runner.target_update_every=0", "runner.target_update_every=0 is invalid: expected an integer > 0"),
         ("runner.random_steps=-1", "runner.random_steps=-1 is invalid: expected an integer >= 0"),
+        ("runner.eval_every=0", "runner.eval_every=0 is invalid: expected an integer > 0"),
+        ("runner.eval_every=1.5", "runner.eval_every=1.5 is invalid: expected an integer > 0"),
         ("agent.precision=half", "agent.precision='half' is invalid: expected one of fp32, bf16"),
     ],
 )
 def test_new_options_reject_bad_values_naming_them(override, expected):
     with pytest.raises((ConfigError, OptionError), match=expected):
         point_runner(override)
+
+
+def eval_every_records(*overrides: str) -> list[dict]:
+    """The records of a 6-epoch PointReach run of 100 env steps per epoch and no updates (fast)."""
+    runner = point_runner("runner.epochs=6", "runner.cycles_per_epoch=1", "runner.episodes_per_cycle=2",
+                          "runner.updates_per_cycle=0", "runner.eval_episodes=4", *overrides)  # fmt: skip
+    records: list[dict] = []
+    runner.epoch_end_hooks.append(lambda _, record: records.append(record))
+    try:
+        runner.run()
+    finally:
+        runner.close()
+    return records
+
+
+def test_eval_every_evaluates_at_the_epochs_that_pass_a_multiple_and_the_last():
+    records = eval_every_records("runner.eval_every=250")
+    assert [r["env_steps"] for r in records] == [100, 200, 300, 400, 500, 600]
+    evaluated = [r["eval_success_rate"] is not None for r in records]
+    assert evaluated == [False, False, True, False, True, True]  # 300 passes 250, 500 reaches 500, 600 is last
+    assert all((r["eval_mean_return"] is None) == (not e) for r, e in zip(records, evaluated))
+    assert all((r["eval_s"] > 0) == e for r, e in zip(records, evaluated))
+    every_epoch = eval_every_records()
+    assert all(r["eval_success_rate"] is not None for r in every_epoch)
+    # The first evaluation seeds the eval env, whatever its epoch: a second run evaluates the same episodes (an
+    # unseeded eval env would differ from run to run).
+    again = eval_every_records("runner.eval_every=250")
+    assert [r["eval_mean_return"] for r in again] == [r["eval_mean_return"] for r in records]
 
 
 def test_presets_with_bf16_run_a_cycle():

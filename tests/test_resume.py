@@ -82,6 +82,32 @@ def test_stopped_and_resumed_run_matches_an_uninterrupted_one(tmp_path, monkeypa
     assert [e.step for e in acc.Scalars("eval/success_rate")] == [150, 300, 450, 600]
 
 
+def test_a_resumed_run_with_eval_every_evaluates_as_an_uninterrupted_one(tmp_path, monkeypatch):
+    """With ``runner.eval_every=400`` the first evaluation (at 450 env steps) comes after a resume and seeds the
+    eval env as in the run done in one go; the second, after another resume, does not seed it again."""
+    goals: list[np.ndarray] = []  # the goals of each evaluation's episodes
+    evaluate = Runner.evaluate
+
+    def recording_evaluate(self: Runner):
+        rollout = evaluate(self)
+        goals.append(rollout.episodes["g"][:, 0])
+        return rollout
+
+    monkeypatch.setattr(Runner, "evaluate", recording_evaluate)
+    overrides = (*SMALL, "runner.eval_every=400", "logger.tensorboard=false")
+    train(compose_config(*overrides), tmp_path / "once")
+    once, once_goals = without_timing(tmp_path / "once"), goals[:]
+    assert [r["eval_success_rate"] is not None for r in once] == [False, False, True, True]
+    assert len(once_goals) == 2 and not np.array_equal(*once_goals)
+    goals.clear()
+    interrupt_at_cycles(monkeypatch, {4, 10})  # before the first evaluation, and between the two
+    assert train(compose_config(*overrides), tmp_path / "run")["stopped"]
+    assert train(resume_config(tmp_path / "run"), tmp_path / "run")["stopped"]
+    assert not train(resume_config(tmp_path / "run"), tmp_path / "run")["stopped"]
+    assert without_timing(tmp_path / "run") == once
+    assert len(goals) == 2 and all(np.array_equal(a, b) for a, b in zip(goals, once_goals))
+
+
 def test_resume_can_extend_a_finished_run(tmp_path, reference):
     run_dir = tmp_path / "run"
     train(compose_config(*SMALL, "runner.epochs=2", "logger.tensorboard=false"), run_dir)

@@ -263,10 +263,11 @@ class Checkpointer:
         return save(path, saved)
 
     def on_epoch_end(self, runner: Runner, record: Mapping[str, Any]) -> None:
-        """Runner hook: ``best.pt`` on a new best eval success, ``last.pt`` every ``every`` epochs and at the end."""
-        success = float(record["eval_success_rate"])
-        if self.best_success is None or success >= self.best_success:
-            self.best_success = success
+        """Runner hook: ``best.pt`` on a new best eval success (of the epochs that evaluate), ``last.pt`` every
+        ``every`` epochs and at the end."""
+        success = record["eval_success_rate"]
+        if success is not None and (self.best_success is None or success >= self.best_success):
+            self.best_success = float(success)
             self.save_policy(runner, self.best_path)
         if runner.epoch % self.every == 0 or runner.epoch >= runner.epochs:
             self.save_last(runner)

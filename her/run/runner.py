@@ -149,7 +149,10 @@ class Runner:
             one target update per cycle, after its updates.
         random_steps: the first cycles of a run, until this many env steps are collected, act uniformly at
             random (action space bounds) instead of with the policy.
-        eval_episodes: deterministic evaluation episodes per epoch (a multiple of ``eval_env.num_envs``).
+        eval_episodes: deterministic episodes per evaluation (a multiple of ``eval_env.num_envs``).
+        eval_every: env steps (of all ranks) between evaluations; an epoch evaluates when it reaches or passes a
+            multiple of it, and the last epoch always does. ``None``: every epoch. The records of epochs without
+            an evaluation hold ``None`` for ``eval_success_rate`` and ``eval_mean_return``.
         seed: seeds the envs and the runner's generator (exploration noise, sampling).
         device: where sampled batches are sent (the agent's device).
         logger: where per-epoch metrics go (``None``: nowhere).
@@ -181,6 +184,7 @@ class Runner:
         target_update_every: int | None = None,
         random_steps: int = 0,
         eval_episodes: int = 10,
+        eval_every: int | None = None,
         seed: int = 0,
         device: str | torch.device = "cpu",
         logger: MetricsLogger | None = None,
@@ -200,6 +204,7 @@ class Runner:
         )
         self.random_steps = validation.non_negative_int("random_steps", random_steps)
         self.eval_episodes = validation.positive_int("eval_episodes", eval_episodes)
+        self.eval_every = None if eval_every is None else validation.positive_int("eval_every", eval_every)
         if self.episodes_per_cycle % train_env.num_envs:
             raise validation.OptionError(
                 "episodes_per_cycle", episodes_per_cycle, f"a multiple of num_envs={train_env.num_envs}"
@@ -217,6 +222,7 @@ class Runner:
         self.env_steps = 0  # this rank's; metrics report all ranks' (reduce_record)
         self.updates = 0
         self.epoch = 0
+        self.evaluations = 0  # the first one seeds the eval env
         self.partial = EpochProgress()
         self.last_record: dict[str, Any] = {}
         self.stopped = False
@@ -295,7 +301,7 @@ class Runner:
             lambda obs, goal: policy(obs, goal, False),
             self.eval_episodes,
             self.horizon,
-            self.seed + 100_000 if self.epoch == 0 else None,
+            self.seed + 100_000 if self.evaluations == 0 else None,
         )
 
     def wall_s(self) -> float:
@@ -325,15 +331,22 @@ class Runner:
             raise DivergenceError(f"training diverged: epoch {self.epoch}, update {update} returned {values}")
         return self.stopped
 
-    def _epoch_record(self, p: EpochProgress, evaluation: Rollout, eval_s: float) -> dict[str, Any]:
-        """The metrics.jsonl line of the epoch that ``p`` gathered and ``evaluation`` ended."""
+    def evaluates_now(self) -> bool:
+        """Whether the epoch in progress ends with an evaluation (``eval_every``)."""
+        if self.eval_every is None or self.epoch + 1 >= self.epochs:
+            return True
+        ranks = self.distributed.world_size
+        return self.env_steps * ranks // self.eval_every > self.partial.steps_before * ranks // self.eval_every
+
+    def _epoch_record(self, p: EpochProgress, evaluation: Rollout | None, eval_s: float) -> dict[str, Any]:
+        """The metrics.jsonl line of the epoch that ``p`` gathered and ``evaluation`` (if any) ended."""
         return {
             "epoch": self.epoch,
             "env_steps": self.env_steps,
             "updates": self.updates,
             "wall_s": self.wall_s(),
-            "eval_success_rate": float(evaluation.success.mean()),
-            "eval_mean_return": float(evaluation.ret.mean()),
+            "eval_success_rate": None if evaluation is None else float(evaluation.success.mean()),
+            "eval_mean_return": None if evaluation is None else float(evaluation.ret.mean()),
             "train_success_rate": float(np.mean(p.successes)),
             **{k: float(np.mean([s[k] for s in p.stats])) for k in (p.stats[0] if p.stats else {})},
             "env_steps_per_s": (self.env_steps - p.steps_before) / (p.elapsed_s + eval_s),
@@ -363,12 +376,14 @@ class Runner:
         return True
 
     def _end_epoch(self) -> dict[str, Any]:
-        """Check the parameters, evaluate, log the epoch's record, start the next epoch, call the hooks; returns
-        the record."""
+        """Check the parameters, evaluate (``eval_every``), log the epoch's record, start the next epoch, call the
+        hooks; returns the record."""
         check_parameters(self.agent.state_dict(), self.epoch, self.updates, "at the end of the epoch")
         eval_start = time.perf_counter()
-        evaluation = self.evaluate()
-        record = self._epoch_record(self.partial, evaluation, time.perf_counter() - eval_start)
+        evaluation = self.evaluate() if self.evaluates_now() else None
+        self.evaluations += evaluation is not None
+        eval_s = time.perf_counter() - eval_start if evaluation is not None else 0.0
+        record = self._epoch_record(self.partial, evaluation, eval_s)
         record = self.distributed.reduce_record(record)
         self.distributed.periodic_check(self.epoch)
         self.epoch += 1
@@ -392,10 +407,10 @@ class Runner:
         try:
             while self.epoch < self.epochs and self._run_cycles(bar):
                 record = self._end_epoch()
-                bar.set_postfix(
-                    eval_success=f"{record['eval_success_rate']:.2f}",
-                    train_success=f"{record['train_success_rate']:.2f}",
-                )
+                postfix = {"train_success": f"{record['train_success_rate']:.2f}"}
+                if record["eval_success_rate"] is not None:
+                    postfix = {"eval_success": f"{record['eval_success_rate']:.2f}", **postfix}
+                bar.set_postfix(postfix)
                 if self.epoch < self.epochs and self._should_stop():
                     break
         finally:
@@ -411,6 +426,7 @@ class Runner:
         """
         return {
             "epoch": self.epoch,
+            "evaluations": self.evaluations,
             "env_steps": self.env_steps,
             "updates": self.updates,
             "wall_s": self.wall_s(),
@@ -423,6 +439,7 @@ class Runner:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.epoch = int(state["epoch"])
+        self.evaluations = int(state.get("evaluations", self.epoch))  # checkpoints without it evaluated every epoch
         self.env_steps = int(state["env_steps"])
         self.updates = int(state["updates"])
         self._wall_s_before = float(state["wall_s"])
