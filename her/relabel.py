@@ -179,18 +179,27 @@ def sample_her_transitions(
     relabel_p: float,
     reward_fn: RewardFn,
     rng: np.random.Generator,
+    episode_weights: np.ndarray | None = None,
 ) -> Transitions:
-    """Sample ``batch_size`` transitions uniformly from stored episodes, relabel goals, recompute rewards.
+    """Sample ``batch_size`` transitions from stored episodes, relabel goals, recompute rewards.
 
     Args:
         episodes: ``obs`` ``[N, T+1, o]``, ``ag`` ``[N, T+1, g]``, ``g`` ``[N, T, g]``, ``action`` ``[N, T, a]``.
         reward_fn: called once for the whole batch as ``reward_fn(next_ag [B, g], goal [B, g], {})``.
+        episode_weights: ``[N]`` non-negative sampling weights of the episodes (a step within an episode is
+            uniform); ``None``: every transition equally likely.
     """
     n, horizon = episodes["g"].shape[:2]
-    # One draw of flat step indices (uniform over the N * T transitions, i.e. over (ep, t) pairs): rows of the
-    # [N * slots, dim] views are gathered with one flat index, much faster than 2-D fancy indexing.
-    step = rng.integers(0, n * horizon, batch_size)
-    ep, t = np.divmod(step, horizon)
+    # Flat step indices (ep * T + t): rows of the [N * slots, dim] views are gathered with one flat index, much
+    # faster than 2-D fancy indexing.
+    if episode_weights is None:
+        step = rng.integers(0, n * horizon, batch_size)
+        ep, t = np.divmod(step, horizon)
+    else:
+        cum = np.cumsum(episode_weights[:n], dtype=np.float64)
+        ep = np.minimum(np.searchsorted(cum, rng.random(batch_size) * cum[-1], side="right"), n - 1)
+        t = rng.integers(0, horizon, batch_size)
+        step = ep * horizon + t
     state = step + ep  # ep * (T + 1) + t
     obs, ag = _rows(episodes["obs"]), _rows(episodes["ag"])
     goal = _rows(episodes["g"]).take(step, axis=0)
@@ -238,6 +247,12 @@ class HerReplayBuffer:
         reward_fn: the env's batched ``compute_reward``.
         strategy: ``future``, ``final``, ``episode``, ``random`` or a callable (see module doc).
         replay_k: relabeled goals per real goal; relabel probability ``1 - 1/(1+k)``.
+        motion_priority: episodes are sampled with weight ``1 + motion_priority * min(L / motion_scale, 1)``,
+            where ``L`` is the path length of the episode's achieved goal (in Push and PickAndPlace, how far
+            the object moved): an episode that moved it by ``motion_scale`` or more is replayed
+            ``1 + motion_priority`` times as often as one that left it in place, in the spirit of
+            energy-based prioritization (Zhao & Tresp 2018). ``0``: uniform over transitions.
+        motion_scale: the path length (goal-space units, meters in Fetch) at which the weight saturates.
     """
 
     def __init__(
@@ -250,6 +265,8 @@ class HerReplayBuffer:
         reward_fn: RewardFn,
         strategy: str | GoalStrategyFn = "future",
         replay_k: float = 4.0,
+        motion_priority: float = 0.0,
+        motion_scale: float = 0.05,
     ) -> None:
         size = validation.positive_int("size", size)
         horizon = validation.positive_int("horizon", horizon)
@@ -257,6 +274,8 @@ class HerReplayBuffer:
             raise validation.OptionError("size", size, f"at least one episode of {horizon} transitions")
         self.strategy = resolve_strategy(strategy)
         self.relabel_p = relabel_probability(replay_k)
+        self.motion_priority = validation.real_in_range("motion_priority", motion_priority, 0.0, np.inf, high_open=True)
+        self.motion_scale = validation.positive_real("motion_scale", motion_scale)
         self.reward_fn = reward_fn
         self.horizon = horizon
         self.storage = EpisodeBuffer(
@@ -268,6 +287,7 @@ class HerReplayBuffer:
                 "action": (horizon, action_dim),
             },
         )
+        self.episode_weights = np.ones(self.storage.capacity, np.float64)  # of the slots (motion_priority > 0)
 
     @property
     def n_transitions(self) -> int:
@@ -275,13 +295,21 @@ class HerReplayBuffer:
 
     def store(self, episodes: Mapping[str, np.ndarray]) -> None:
         """Store ``[n, ...]`` episodes with fields ``obs``, ``ag``, ``g``, ``action``."""
-        self.storage.store(episodes)
+        slots = self.storage.store(episodes)
+        if self.motion_priority > 0:
+            self.episode_weights[slots] = self._weights(episodes["ag"])
+
+    def _weights(self, ag: np.ndarray) -> np.ndarray:
+        """``[n, T + 1, g]`` achieved goals -> ``[n]`` sampling weights (``motion_priority``)."""
+        path = np.linalg.norm(np.diff(ag.astype(np.float64), axis=1), axis=-1).sum(axis=1)
+        return 1.0 + self.motion_priority * np.minimum(path / self.motion_scale, 1.0)
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> Transitions:
         if self.storage.n_episodes == 0:
             raise RuntimeError("cannot sample from an empty buffer")
+        weights = self.episode_weights[: self.storage.n_episodes] if self.motion_priority > 0 else None
         return sample_her_transitions(
-            self.storage.stored(), batch_size, self.strategy, self.relabel_p, self.reward_fn, rng
+            self.storage.stored(), batch_size, self.strategy, self.relabel_p, self.reward_fn, rng, weights
         )
 
     def state_dict(self) -> dict[str, object]:
@@ -289,4 +317,8 @@ class HerReplayBuffer:
         return self.storage.state_dict()
 
     def load_state_dict(self, state: Mapping[str, object]) -> None:
+        """Restore the episodes; sampling weights are recomputed from their achieved goals."""
         self.storage.load_state_dict(state)
+        if self.motion_priority > 0:
+            n = self.storage.n_episodes
+            self.episode_weights[:n] = self._weights(self.storage.data["ag"][:n])

@@ -102,6 +102,8 @@ def test_random_steps_act_uniformly_until_that_many_env_steps():
         ("runner.random_steps=-1", "runner.random_steps=-1 is invalid: expected an integer >= 0"),
         ("runner.eval_every=0", "runner.eval_every=0 is invalid: expected an integer > 0"),
         ("runner.eval_every=1.5", "runner.eval_every=1.5 is invalid: expected an integer > 0"),
+        ("buffer.motion_priority=-1", r"buffer.motion_priority=-1 is invalid: expected a number in \[0.0, inf\)"),
+        ("buffer.motion_scale=0", "buffer.motion_scale=0 is invalid"),
         ("agent.precision=half", "agent.precision='half' is invalid: expected one of fp32, bf16"),
     ],
 )

@@ -168,3 +168,48 @@ def test_recomputed_rewards_equal_the_envs(env_id):
         tr.reward, env.unwrapped.compute_reward(ep["ag"][0][np.array(steps) + 1], tr.goal, {})
     )
     env.close()
+
+
+def moving_buffer(motion_priority: float, motion_scale: float = 0.05) -> HerReplayBuffer:
+    """Four episodes whose achieved goal travels 0, 0.025, 0.05 and 0.5 (along one axis), in a buffer that
+    weights them by ``motion_priority``; ``obs[e, k] = (k, e)`` tags each sample's episode."""
+    buf = HerReplayBuffer(100 * T, T, 2, 1, 1, reward_fn, "future", 4, motion_priority, motion_scale)
+    paths = np.array([0.0, 0.025, 0.05, 0.5])
+    ag = np.linspace(0.0, 1.0, T + 1)[None, :, None] * paths[:, None, None]  # [4, T + 1, 1]
+    eps = tagged_episodes()
+    buf.store({"obs": eps["obs"][:4], "ag": ag.astype(np.float32), "g": np.zeros((4, T, 1), np.float32),
+               "action": np.zeros((4, T, 1), np.float32)})  # fmt: skip
+    return buf
+
+
+def test_motion_priority_samples_episodes_by_how_far_their_achieved_goal_moved():
+    n = 40_000
+    episode = moving_buffer(4.0).sample(n, np.random.default_rng(0)).obs[:, 1]
+    weights = np.array([1.0, 3.0, 5.0, 5.0])  # 1 + 4 * min(path / 0.05, 1)
+    for e, p in enumerate(weights / weights.sum()):
+        assert np.mean(episode == e) == pytest.approx(p, abs=binomial_margin(p, n))
+    steps = moving_buffer(4.0).sample(n, np.random.default_rng(1)).obs[:, 0]
+    assert set(np.unique(steps)) == set(range(T))  # the step within an episode stays uniform
+    uniform = moving_buffer(0.0).sample(n, np.random.default_rng(0)).obs[:, 1]
+    assert all(np.mean(uniform == e) == pytest.approx(0.25, abs=binomial_margin(0.25, n)) for e in range(4))
+
+
+def test_motion_priority_weights_are_rebuilt_from_a_loaded_buffer():
+    saved = moving_buffer(4.0)
+    loaded = HerReplayBuffer(100 * T, T, 2, 1, 1, reward_fn, "future", 4, 4.0)
+    loaded.load_state_dict(saved.state_dict())
+    np.testing.assert_allclose(loaded.episode_weights, saved.episode_weights)
+    assert list(saved.episode_weights[:4]) == pytest.approx([1.0, 3.0, 5.0, 5.0])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"motion_priority": -1.0}, "motion_priority=-1.0 is invalid"),
+        ({"motion_priority": float("nan")}, "motion_priority=nan is invalid"),
+        ({"motion_scale": 0.0}, "motion_scale=0.0 is invalid"),
+    ],
+)
+def test_motion_options_reject_bad_values_naming_them(kwargs, message):
+    with pytest.raises(OptionError, match=message):
+        HerReplayBuffer(100 * T, T, 2, 1, 1, reward_fn, **kwargs)
