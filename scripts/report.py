@@ -12,7 +12,9 @@ A table has one row per run: the eval success rate at each milestone and at the 
 ``window`` evaluations (the noise of a few eval episodes averages out), the first env steps and the training
 wall time at which that mean reached ``threshold``, and the run's wall time; then the mean over runs. A
 section with ``label_keys`` (config keys such as ``agent.batch_size``) is a sweep: each row is labeled with
-those keys' values from the run's config, and the runs that share them get their own mean row.
+those keys' values from the run's config, and the runs that share them get their own mean row; a section's
+``label_defaults`` (key -> value) gives the value of a label key for runs whose config lacks it (runs made before
+the option existed, which ran as its default).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +63,7 @@ def short(value: object) -> str:
     return str(value)
 
 
-def load_run(run_dir: Path, label_keys: Sequence[str] = ()) -> Run:
+def load_run(run_dir: Path, label_keys: Sequence[str] = (), label_defaults: Mapping[str, object] | None = None) -> Run:
     config = run_dir / "config.yaml"
     if not config.is_file() or not (run_dir / "metrics.jsonl").is_file():
         raise ReportError(f"{run_dir}: expected metrics.jsonl and config.yaml")
@@ -71,7 +73,7 @@ def load_run(run_dir: Path, label_keys: Sequence[str] = ()) -> Run:
         raise ReportError(f"{run_dir}/metrics.jsonl: no evaluated epoch")
     parts = []
     for key in label_keys:
-        value = OmegaConf.select(cfg, key, default=ReportError)
+        value = OmegaConf.select(cfg, key, default=(label_defaults or {}).get(key, ReportError))
         if value is ReportError:
             raise ReportError(f"{config}: no key {key!r} (label_keys)")
         value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
@@ -153,11 +155,18 @@ class Section:
     curve: str | None
     smooth: int
     label_keys: list[str]
+    label_defaults: dict[str, object]
 
 
 def label_keys(value: object) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
         raise ValueError(f"label_keys must be a list of config keys, got {value!r}")
+    return value
+
+
+def label_defaults(value: object, keys: Sequence[str]) -> dict[str, object]:
+    if not isinstance(value, dict) or not set(value) <= set(keys):
+        raise ValueError(f"label_defaults must map some of label_keys {list(keys)} to values, got {value!r}")
     return value
 
 
@@ -177,7 +186,8 @@ def load_sections(spec: Path) -> list[Section]:
                     int(s.get("window", 10)),
                     s.get("curve"),
                     int(s.get("smooth", 1)),
-                    label_keys(s.get("label_keys", [])),
+                    keys := label_keys(s.get("label_keys", [])),
+                    label_defaults(s.get("label_defaults", {}), keys),
                 )
             )
         except (KeyError, TypeError, ValueError) as err:
@@ -187,7 +197,7 @@ def load_sections(spec: Path) -> list[Section]:
 
 def section_block(section: Section, data: Path) -> tuple[str, list[Run]]:
     run_dirs = [data / r for r in section.runs]
-    runs = [load_run(d, section.label_keys) for d in run_dirs]
+    runs = [load_run(d, section.label_keys, section.label_defaults) for d in run_dirs]
     block = table(runs, section.milestones, section.threshold, section.window)
     what = "each evaluation on its own" if section.window == 1 else f"the mean of the last {section.window} evaluations"
     block += (

@@ -109,3 +109,13 @@ def test_a_sweep_labels_rows_by_config_keys_and_means_each_variant(tmp_path, cap
     (data / "report.yaml").write_text(json.dumps({"sections": {"toy": {"runs": ["a0"], "label_keys": "agent.lr"}}}))
     assert report.main(["--doc", str(doc), "--data", str(data), "--check"]) == 2
     assert "label_keys must be a list of config keys, got 'agent.lr'" in capsys.readouterr().err
+    # A run made before an option existed is labeled with the section's label_defaults for it.
+    (data / "report.yaml").write_text(json.dumps({"sections": {"toy": {
+        "runs": ["a0", "b0"], "label_keys": ["agent.batch_size", "agent.lr"],
+        "label_defaults": {"agent.lr": 0.001}}}}))  # fmt: skip
+    block, _ = report.section_block(report.load_sections(data / "report.yaml")[0], data)
+    assert "| batch_size=256, lr=0.001, seed 0 |" in block and "| batch_size=1024, lr=0.001, seed 0 |" in block
+    (data / "report.yaml").write_text(json.dumps({"sections": {"toy": {
+        "runs": ["a0"], "label_keys": ["agent.batch_size"], "label_defaults": {"agent.lr": 0.001}}}}))  # fmt: skip
+    assert report.main(["--doc", str(doc), "--data", str(data), "--check"]) == 2
+    assert "label_defaults must map some of label_keys ['agent.batch_size'] to values" in capsys.readouterr().err
