@@ -196,7 +196,7 @@ def sample_her_transitions(
         step = rng.integers(0, n * horizon, batch_size)
         ep, t = np.divmod(step, horizon)
     else:
-        cum = np.cumsum(episode_weights[:n], dtype=np.float64)
+        cum = np.cumsum(episode_weights, dtype=np.float64)
         ep = np.minimum(np.searchsorted(cum, rng.random(batch_size) * cum[-1], side="right"), n - 1)
         t = rng.integers(0, horizon, batch_size)
         step = ep * horizon + t
