@@ -196,6 +196,8 @@ def sample_her_transitions(
         step = rng.integers(0, n * horizon, batch_size)
         ep, t = np.divmod(step, horizon)
     else:
+        if episode_weights.shape != (n,):
+            raise ValueError(f"episode_weights has shape {episode_weights.shape}, expected [{n}] (one per episode)")
         cum = np.cumsum(episode_weights, dtype=np.float64)
         ep = np.minimum(np.searchsorted(cum, rng.random(batch_size) * cum[-1], side="right"), n - 1)
         t = rng.integers(0, horizon, batch_size)
