@@ -63,7 +63,6 @@ class ActorCriticAgent(ABC):
         n_critics: size of the critic ensemble; TD targets take the minimum over the target critics.
         critic_layer_norm: LayerNorm before each hidden ReLU of the critics.
         norm_eps, norm_clip: observation/goal normalizer std floor and output clip.
-        batch_size: transitions per update (the runner samples this many).
         precision: ``fp32``, or ``bf16``: the networks' forward and backward passes of an update run under
             ``torch.autocast`` in bfloat16 (matrix products in bf16; the networks' outputs, TD targets, losses,
             weights, gradients and Adam's state stay float32). Acting is always float32.
@@ -88,7 +87,6 @@ class ActorCriticAgent(ABC):
         critic_layer_norm: bool = False,
         norm_eps: float = 0.01,
         norm_clip: float = 5.0,
-        batch_size: int = 256,
         precision: str = "fp32",
         device: str | torch.device = "cpu",
     ) -> None:
@@ -103,7 +101,6 @@ class ActorCriticAgent(ABC):
         self.clip_target = validation.boolean("clip_target", clip_target)
         self.n_critics = validation.positive_int("n_critics", n_critics)
         self.critic_layer_norm = validation.boolean("critic_layer_norm", critic_layer_norm)
-        self.batch_size = validation.positive_int("batch_size", batch_size)
         self.precision = validation.choice("precision", precision, PRECISIONS)
         self.device = torch.device(device)
 
@@ -220,7 +217,7 @@ class ActorCriticAgent(ABC):
         optimizer.step()
 
     def update(self, batch: Transitions) -> dict[str, float]:
-        """One critic step and the actor's update on a ``batch_size`` batch. Returns losses and mean Q."""
+        """One critic step and the actor's update on a batch. Returns losses and mean Q."""
         b = self.batch_to_tensors(batch)
         x, next_x = self.inputs(b.obs, b.goal), self.inputs(b.next_obs, b.goal)
         with self.autocast():

@@ -19,7 +19,7 @@ class RunningNormalizer:
 
     ``reduce``, when set, maps the ``[2 * dim + 1]`` increments of an update (sum, sum of squares, count) to the
     increments actually added; distributed training sets it to a sum over ranks, so that every rank holds the
-    statistics of all ranks' data (``her.run.distributed``).
+    statistics of all ranks' data (``training.distributed``).
 
     Args:
         dim: size of the last axis of the inputs. eps: lower bound of the std. clip: output range.

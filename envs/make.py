@@ -18,7 +18,7 @@ import numpy as np
 from gymnasium import spaces
 
 from her import validation
-from her.relabel import GOAL_KEYS, RewardFn
+from her.goals import GOAL_KEYS, RewardFn
 
 POINT_ENV_ID = "PointReach-v0"
 VECTORIZATION_MODES = ("sync", "async")
@@ -263,7 +263,7 @@ def env_kwargs(kwargs: Any) -> dict[str, Any]:
 @contextlib.contextmanager
 def _sigint_ignored() -> Iterator[None]:
     """Processes started inside inherit an ignored SIGINT: Ctrl-C, which a terminal sends to the whole
-    process group, then reaches only the main process, which stops at a safe point (her.run.signals)."""
+    process group, then reaches only the main process, which stops at a safe point (training.signals)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from her.relabel import success_reward
+from her.goals import success_reward
 
 
 class PointReachEnv(gym.Env):

@@ -1,4 +1,6 @@
-"""Episode-major replay storage: preallocated float32 arrays, fixed capacity, oldest episodes overwritten."""
+"""The replay buffer: episode-major storage (preallocated float32 arrays, fixed capacity, oldest episodes
+overwritten) and ``HerReplayBuffer``, which stores the runner's episodes and draws its relabeled training
+batches."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from her import validation
+from her.goals import RewardFn
+from her.relabel import GoalStrategyFn, Transitions, relabel_probability, resolve_strategy, sample_her_transitions
 
 
 class EpisodeBuffer:
@@ -75,3 +79,105 @@ class EpisodeBuffer:
             self.n_episodes = len(arr)
         self._next = int(state["next"])  # type: ignore[arg-type]
         self.n_stored_total = int(state["n_stored_total"])  # type: ignore[arg-type]
+
+
+class HerReplayBuffer:
+    """Episode storage plus the hindsight sampler: what the runner stores into and trains from.
+
+    Args:
+        size: capacity in transitions (``size // horizon`` episodes are kept).
+        horizon: episode length ``T``. obs_dim, goal_dim, action_dim: per-step sizes.
+        reward_fn: the env's batched ``compute_reward``.
+        strategy: ``future``, ``final``, ``episode``, ``random`` or a callable (see module doc).
+        replay_k: relabeled goals per real goal; relabel probability ``1 - 1/(1+k)``.
+        motion_priority: episodes are sampled with weight ``1 + motion_priority * min(L / motion_scale, 1)``,
+            where ``L`` is the path length of the episode's achieved goal (in Push and PickAndPlace, how far
+            the object moved): an episode that moved it by ``motion_scale`` or more is replayed
+            ``1 + motion_priority`` times as often as one that left it in place, in the spirit of
+            energy-based prioritization (Zhao & Tresp 2018). ``0``: uniform over transitions.
+        motion_scale: the path length (goal-space units, meters in Fetch) at which the weight saturates.
+        batch_size: transitions in each training batch that ``sample_batches`` draws.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        horizon: int,
+        obs_dim: int,
+        goal_dim: int,
+        action_dim: int,
+        reward_fn: RewardFn,
+        strategy: str | GoalStrategyFn = "future",
+        replay_k: float = 4.0,
+        motion_priority: float = 0.0,
+        motion_scale: float = 0.05,
+        batch_size: int = 256,
+    ) -> None:
+        size = validation.positive_int("size", size)
+        self.batch_size = validation.positive_int("batch_size", batch_size)
+        horizon = validation.positive_int("horizon", horizon)
+        if size < horizon:
+            raise validation.OptionError("size", size, f"at least one episode of {horizon} transitions")
+        self.strategy = resolve_strategy(strategy)
+        self.relabel_p = relabel_probability(replay_k)
+        self.motion_priority = validation.real_in_range("motion_priority", motion_priority, 0.0, np.inf, high_open=True)
+        self.motion_scale = validation.positive_real("motion_scale", motion_scale)
+        self.reward_fn = reward_fn
+        self.horizon = horizon
+        self.storage = EpisodeBuffer(
+            size // horizon,
+            {
+                "obs": (horizon + 1, obs_dim),
+                "ag": (horizon + 1, goal_dim),
+                "g": (horizon, goal_dim),
+                "action": (horizon, action_dim),
+            },
+        )
+        self.episode_weights = np.ones(self.storage.capacity, np.float64)  # of the slots (motion_priority > 0)
+
+    @property
+    def n_transitions(self) -> int:
+        return self.storage.n_episodes * self.horizon
+
+    def store(self, episodes: Mapping[str, np.ndarray]) -> None:
+        """Store ``[n, ...]`` episodes with fields ``obs``, ``ag``, ``g``, ``action``."""
+        slots = self.storage.store(episodes)
+        if self.motion_priority > 0:
+            self.episode_weights[slots] = self._weights(episodes["ag"])
+
+    def _weights(self, ag: np.ndarray) -> np.ndarray:
+        """``[n, T + 1, g]`` achieved goals -> ``[n]`` sampling weights (``motion_priority``)."""
+        path = np.linalg.norm(np.diff(ag.astype(np.float64), axis=1), axis=-1).sum(axis=1)
+        return 1.0 + self.motion_priority * np.minimum(path / self.motion_scale, 1.0)
+
+    def sample_batches(self, n_batches: int, rng: np.random.Generator) -> Transitions:
+        """``n_batches`` training batches as one ``[n_batches * batch_size]`` draw, to be cut into consecutive
+        ``batch_size`` slices (after one move to the training device): the same distribution as one draw per
+        batch, at a fraction of the per-call cost (~0.3 ms a call on a CPU, next to ~3-5 ms for a 3x128
+        update)."""
+        return self.sample(n_batches * self.batch_size, rng)
+
+    def sample_episodes(self, episodes: Mapping[str, np.ndarray], n: int, rng: np.random.Generator) -> Transitions:
+        """``n`` transitions of ``episodes`` (``[k, slots, dim]`` fields, not necessarily stored), relabeled as
+        training batches are: what the normalizers see of new episodes."""
+        return sample_her_transitions(episodes, n, self.strategy, self.relabel_p, self.reward_fn, rng)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> Transitions:
+        """``batch_size`` relabeled transitions of the stored episodes."""
+        if self.storage.n_episodes == 0:
+            raise RuntimeError("cannot sample from an empty buffer")
+        weights = self.episode_weights[: self.storage.n_episodes] if self.motion_priority > 0 else None
+        return sample_her_transitions(
+            self.storage.stored(), batch_size, self.strategy, self.relabel_p, self.reward_fn, rng, weights
+        )
+
+    def state_dict(self) -> dict[str, object]:
+        """The stored episodes (``data``: ``name -> [n_episodes, slots, dim]``) and write position."""
+        return self.storage.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, object]) -> None:
+        """Restore the episodes; sampling weights are recomputed from their achieved goals."""
+        self.storage.load_state_dict(state)
+        if self.motion_priority > 0:
+            n = self.storage.n_episodes
+            self.episode_weights[:n] = self._weights(self.storage.data["ag"][:n])

@@ -14,7 +14,7 @@ The content: ``kind`` (``training``: resumable; ``policy``: agent only), ``env``
 (the resolved run config), ``counters`` (epoch, env steps, updates), ``record`` (the last epoch's
 metrics) and, for ``training``, ``training``: the runner state (generators of runner and envs, the epoch
 in progress), torch's generator states, the best eval success so far and, when saved, the replay buffer
-(its arrays ``np.savez_compressed``). What fills it is ``her.run.checkpoint``; this module reads and
+(its arrays ``np.savez_compressed``). What fills it is ``training.checkpoint``; this module reads and
 writes the files and is all that loading a policy needs.
 """
 
@@ -32,7 +32,9 @@ import numpy as np
 import torch
 
 FORMAT = "her-fetch-checkpoint"
-VERSION = 1
+VERSION = 2
+"""Version 1 files (the batch size an agent option, the run machinery under ``her.run``) are read and
+upgraded to version 2 on loading (``upgrade_v1``)."""
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.pt"
 LAST_PREV = "last.prev.pt"
@@ -175,8 +177,10 @@ def load(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(path, f"unreadable, not a complete checkpoint file ({brief(err)})") from None
     if not isinstance(outer, dict) or outer.get("format") != FORMAT:
         raise CheckpointError(path, f"not a {FORMAT} file (no format marker)")
-    if outer.get("version") != VERSION:
-        raise CheckpointError(path, f"format version {outer.get('version')!r}, this code reads version {VERSION}")
+    if outer.get("version") not in (1, VERSION):
+        raise CheckpointError(
+            path, f"format version {outer.get('version')!r}, this code reads versions 1 and {VERSION}"
+        )
     payload = outer.get("payload")
     payload = tensor_bytes(payload) if isinstance(payload, torch.Tensor) and payload.dtype == torch.uint8 else b""
     if hashlib.sha256(payload).hexdigest() != outer.get("sha256"):
@@ -185,7 +189,36 @@ def load(path: str | Path) -> dict[str, Any]:
     missing = [k for k in CONTENT_KEYS if k not in content]
     if missing or content["kind"] not in KINDS:
         raise CheckpointError(path, f"incomplete content: missing {missing}, kind {content.get('kind')!r}")
+    return upgrade_v1(content) if outer["version"] == 1 else content
+
+
+def upgrade_v1(content: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 content as version 2 holds it: ``batch_size`` moves from the agent's options to the buffer's
+    (``agent_kwargs`` and ``config``), and config targets under ``her.run.`` to ``training.``."""
+    batch_size = content["agent_kwargs"].pop("batch_size", None)
+    config = content["config"]
+    if isinstance(config, dict):
+        config = _renamed_targets(config)
+        batch_size = config.get("agent", {}).pop("batch_size", batch_size)
+        if batch_size is not None and isinstance(config.get("buffer"), dict):
+            config["buffer"]["batch_size"] = batch_size
+        content["config"] = config
     return content
+
+
+def _renamed_targets(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: (
+                "training." + v[len("her.run.") :]
+                if k == "_target_" and isinstance(v, str) and v.startswith("her.run.")
+                else _renamed_targets(v)
+            )
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_renamed_targets(v) for v in node]
+    return node
 
 
 def brief(err: BaseException, limit: int = 400) -> str:

@@ -12,22 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from enum import Enum
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple
 
 import numpy as np
 
 from her import validation
-from her.buffer import EpisodeBuffer
-
-GOAL_KEYS = ("observation", "achieved_goal", "desired_goal")
-"""The keys of a goal env's Dict observations (gymnasium-robotics' GoalEnv)."""
-
-
-class RewardFn(Protocol):
-    """``compute_reward(achieved_goal [B, g], desired_goal [B, g], info) -> rewards [B]`` (gymnasium GoalEnv)."""
-
-    def __call__(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray: ...
-
+from her.goals import RewardFn
 
 Episodes = Mapping[str, np.ndarray]
 GoalStrategyFn = Callable[[Episodes, np.ndarray, np.ndarray, np.random.Generator], np.ndarray]
@@ -220,107 +210,3 @@ def sample_her_transitions(
 def _rows(x: np.ndarray) -> np.ndarray:
     """``[N, slots, dim] -> [N * slots, dim]`` (a view for the contiguous arrays of the buffer)."""
     return x.reshape(-1, x.shape[-1])
-
-
-def success_reward(reached: np.ndarray) -> np.ndarray:
-    """``[...]`` bool -> ``[...]`` float32 sparse rewards: ``0`` where reached, else ``-1``. Callers pass
-    ``d <= threshold`` (not ``-(d > threshold)``, which is ``0`` for a NaN distance): a NaN or inf distance fails."""
-    return np.where(reached, np.float32(0.0), np.float32(-1.0))
-
-
-def sparse_reward(threshold: float = 0.05) -> RewardFn:
-    """Fetch's sparse reward: ``0`` when ``||achieved - desired|| <= threshold``, else ``-1``; a NaN or inf
-    distance is a failure (``-1``), never a success."""
-    threshold = validation.positive_real("threshold", threshold)
-
-    def compute_reward(achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any = None) -> np.ndarray:
-        d = np.linalg.norm(np.asarray(achieved_goal) - np.asarray(desired_goal), axis=-1)
-        return success_reward(d <= threshold)
-
-    return compute_reward
-
-
-class HerReplayBuffer:
-    """Episode storage plus the hindsight sampler: what the runner stores into and trains from.
-
-    Args:
-        size: capacity in transitions (``size // horizon`` episodes are kept).
-        horizon: episode length ``T``. obs_dim, goal_dim, action_dim: per-step sizes.
-        reward_fn: the env's batched ``compute_reward``.
-        strategy: ``future``, ``final``, ``episode``, ``random`` or a callable (see module doc).
-        replay_k: relabeled goals per real goal; relabel probability ``1 - 1/(1+k)``.
-        motion_priority: episodes are sampled with weight ``1 + motion_priority * min(L / motion_scale, 1)``,
-            where ``L`` is the path length of the episode's achieved goal (in Push and PickAndPlace, how far
-            the object moved): an episode that moved it by ``motion_scale`` or more is replayed
-            ``1 + motion_priority`` times as often as one that left it in place, in the spirit of
-            energy-based prioritization (Zhao & Tresp 2018). ``0``: uniform over transitions.
-        motion_scale: the path length (goal-space units, meters in Fetch) at which the weight saturates.
-    """
-
-    def __init__(
-        self,
-        size: int,
-        horizon: int,
-        obs_dim: int,
-        goal_dim: int,
-        action_dim: int,
-        reward_fn: RewardFn,
-        strategy: str | GoalStrategyFn = "future",
-        replay_k: float = 4.0,
-        motion_priority: float = 0.0,
-        motion_scale: float = 0.05,
-    ) -> None:
-        size = validation.positive_int("size", size)
-        horizon = validation.positive_int("horizon", horizon)
-        if size < horizon:
-            raise validation.OptionError("size", size, f"at least one episode of {horizon} transitions")
-        self.strategy = resolve_strategy(strategy)
-        self.relabel_p = relabel_probability(replay_k)
-        self.motion_priority = validation.real_in_range("motion_priority", motion_priority, 0.0, np.inf, high_open=True)
-        self.motion_scale = validation.positive_real("motion_scale", motion_scale)
-        self.reward_fn = reward_fn
-        self.horizon = horizon
-        self.storage = EpisodeBuffer(
-            size // horizon,
-            {
-                "obs": (horizon + 1, obs_dim),
-                "ag": (horizon + 1, goal_dim),
-                "g": (horizon, goal_dim),
-                "action": (horizon, action_dim),
-            },
-        )
-        self.episode_weights = np.ones(self.storage.capacity, np.float64)  # of the slots (motion_priority > 0)
-
-    @property
-    def n_transitions(self) -> int:
-        return self.storage.n_episodes * self.horizon
-
-    def store(self, episodes: Mapping[str, np.ndarray]) -> None:
-        """Store ``[n, ...]`` episodes with fields ``obs``, ``ag``, ``g``, ``action``."""
-        slots = self.storage.store(episodes)
-        if self.motion_priority > 0:
-            self.episode_weights[slots] = self._weights(episodes["ag"])
-
-    def _weights(self, ag: np.ndarray) -> np.ndarray:
-        """``[n, T + 1, g]`` achieved goals -> ``[n]`` sampling weights (``motion_priority``)."""
-        path = np.linalg.norm(np.diff(ag.astype(np.float64), axis=1), axis=-1).sum(axis=1)
-        return 1.0 + self.motion_priority * np.minimum(path / self.motion_scale, 1.0)
-
-    def sample(self, batch_size: int, rng: np.random.Generator) -> Transitions:
-        if self.storage.n_episodes == 0:
-            raise RuntimeError("cannot sample from an empty buffer")
-        weights = self.episode_weights[: self.storage.n_episodes] if self.motion_priority > 0 else None
-        return sample_her_transitions(
-            self.storage.stored(), batch_size, self.strategy, self.relabel_p, self.reward_fn, rng, weights
-        )
-
-    def state_dict(self) -> dict[str, object]:
-        """The stored episodes (``data``: ``name -> [n_episodes, slots, dim]``) and write position."""
-        return self.storage.state_dict()
-
-    def load_state_dict(self, state: Mapping[str, object]) -> None:
-        """Restore the episodes; sampling weights are recomputed from their achieved goals."""
-        self.storage.load_state_dict(state)
-        if self.motion_priority > 0:
-            n = self.storage.n_episodes
-            self.episode_weights[:n] = self._weights(self.storage.data["ag"][:n])

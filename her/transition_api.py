@@ -13,7 +13,8 @@ import torch
 
 from her import validation
 from her.buffer import EpisodeBuffer
-from her.relabel import GoalStrategy, RewardFn, relabel_goals, resolve_strategy, sparse_reward
+from her.goals import RewardFn, sparse_reward
+from her.relabel import GoalStrategy, relabel_goals, resolve_strategy
 
 TensorGoalFn = Callable[[torch.Tensor], torch.Tensor]
 

@@ -46,12 +46,9 @@ from omegaconf import DictConfig
 
 from agents.base import PRECISIONS
 from envs import env_info, make_env
-from her import HerReplayBuffer
-from her.relabel import Transitions
-from her.run.runner import Runner
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train import CONFIG_DIR, ConfigError, build_runner, env_options  # noqa: E402
+from her import HerReplayBuffer, Transitions
+from training.cli import CONFIG_DIR, ConfigError, build_runner, env_options
+from training.runner import Runner
 
 
 def load_config(overrides: list[str]) -> DictConfig:
@@ -123,7 +120,7 @@ def update_rates(cfg: DictConfig, rounds: int, n: int) -> tuple[float, float, fl
     on one fixed batch in a bare loop. Rates are medians over rounds, the ratio the median of the rounds'."""
     runner = prepared_runner(cfg, warmup_collects=20)
     agent = runner.agent
-    fixed = runner.to_device(runner.buffer.sample(agent.batch_size, runner.rng))
+    fixed = runner.to_device(runner.buffer.sample(runner.buffer.batch_size, runner.rng))
     runner.learn(10)  # warm-up
     for _ in range(10):
         agent.update(fixed)
@@ -144,7 +141,7 @@ def precision_rates(runner: Runner, rounds: int, n: int) -> dict[str, float]:
     """Item 3, precision: isolated updates/s of copies of ``runner.agent`` with ``precision`` fp32 and bf16 on
     one fixed batch of its batch size, in ``rounds`` alternating rounds of ``n`` updates (medians), and the
     median of the rounds' bf16/fp32 ratios."""
-    fixed = runner.to_device(runner.buffer.sample(runner.agent.batch_size, runner.rng))
+    fixed = runner.to_device(runner.buffer.sample(runner.buffer.batch_size, runner.rng))
     agents = {}
     for precision in PRECISIONS:
         agents[precision] = copy.deepcopy(runner.agent)
@@ -330,7 +327,7 @@ def main() -> None:
     results["runner_updates_per_s"] = in_runner
     results["isolated_updates_per_s"] = isolated
     results["update_ratio"] = update_ratio
-    results["batch_size"] = runner.agent.batch_size
+    results["batch_size"] = runner.buffer.batch_size
     results["precision"] = runner.agent.precision
     precision = precision_rates(runner, 1 if quick else 10, 5 if quick else 20)
     results["fp32_updates_per_s"] = precision["fp32"]

@@ -19,15 +19,15 @@ if "DISPLAY" not in os.environ:  # before MuJoCo loads: render offscreen without
 import hydra  # noqa: E402
 import numpy as np  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
-from train import CONFIG_DIR, ConfigError, resolve_device  # noqa: E402
 
 from agents.policy import Policy, load_policy  # noqa: E402
 from envs import env_info, env_kwargs, make_env, make_vector_env  # noqa: E402
 from her import validation  # noqa: E402
 from her.checkpoint_file import CheckpointError  # noqa: E402
-from her.run import checkpoint  # noqa: E402
-from her.run.evaluation import render_episodes, write_tensorboard_video, write_video  # noqa: E402
-from her.run.runner import collect_episodes  # noqa: E402
+from training import checkpoint  # noqa: E402
+from training.cli import CONFIG_DIR, ConfigError, resolve_device  # noqa: E402
+from training.evaluation import render_episodes, write_tensorboard_video, write_video  # noqa: E402
+from training.runner import collect_episodes  # noqa: E402
 
 
 def option(check: Any, name: str, value: Any, *args: Any) -> Any:

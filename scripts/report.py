@@ -11,7 +11,7 @@ table, and the curve to draw. In docs/results.md each section's block stands bet
 A table has one row per run: the eval success rate at each milestone and at the end as the mean of the last
 ``window`` evaluations (the noise of a few eval episodes averages out), the first env steps and the training
 wall time at which that mean reached ``threshold``, and the run's wall time; then the mean over runs. A
-section with ``label_keys`` (config keys such as ``agent.batch_size``) is a sweep: each row is labeled with
+section with ``label_keys`` (config keys such as ``buffer.motion_priority``) is a sweep: each row is labeled with
 those keys' values from the run's config, and the runs that share them get their own mean row; a section's
 ``label_defaults`` (key -> value) gives the value of a label key for runs whose config lacks it (runs made before
 the option existed, which ran as its default).
@@ -29,10 +29,8 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from plot import Curve, plot, smoothed, step_label  # noqa: E402
-
-from her.run.metrics import read_records  # noqa: E402
+from training.curves import Curve, plot, smoothed, step_label
+from training.metrics import read_records
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "docs" / "results"

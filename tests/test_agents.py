@@ -19,7 +19,7 @@ AGENTS = [DDPG, TD3, SAC]
 
 def make(cls: type[ActorCriticAgent], seed: int = 0, **kw) -> ActorCriticAgent:
     torch.manual_seed(seed)
-    return cls(OBS, G, A, 2.0, **{"hidden": (32, 32), "batch_size": B, **kw})
+    return cls(OBS, G, A, 2.0, **{"hidden": (32, 32), **kw})
 
 
 def binomial_margin(p: float, n: int) -> float:

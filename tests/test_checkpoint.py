@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import compose_config
-from train import train
 
 from agents.policy import load_policy
 from envs import env_info, make_env
 from her import checkpoint_file
 from her.checkpoint_file import CheckpointError
-from her.run import checkpoint
+from training import checkpoint
+from training.cli import train
 
 TINY = (
     "env=PointReach",
@@ -22,7 +22,7 @@ TINY = (
     "runner.cycles_per_epoch=1",
     "runner.updates_per_cycle=2",
     "runner.eval_episodes=2",
-    "agent.batch_size=16",
+    "buffer.batch_size=16",
     "torch_threads=1",
     "progress=false",
     "logger.tensorboard=false",
@@ -232,7 +232,7 @@ def test_resuming_into_another_env_names_each_difference(run_dir, tmp_path):
 
 
 def test_resuming_with_fewer_epochs_than_done_is_an_error_that_writes_nothing(run_dir, tmp_path):
-    from train import ConfigError
+    from training.cli import ConfigError
 
     copy = resumable_copy(run_dir, tmp_path)
     before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()}

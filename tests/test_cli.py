@@ -91,7 +91,8 @@ def test_multirun_makes_one_run_per_seed(tmp_path):
 def failure(*overrides: str, run_dir: Path) -> str:
     """The message with which composing or training on ``overrides`` fails in-process (what the CLI prints)."""
     from conftest import compose_config
-    from train import ConfigError, train
+
+    from training.cli import ConfigError, train
 
     try:
         cfg = compose_config("env=PointReach", *TINY, *overrides)
@@ -147,7 +148,7 @@ def test_the_readme_example_env_trains_from_its_own_module(tmp_path):
             ["runner.episodes_per_cycle=3", "env.num_envs=2"],
             "runner.episodes_per_cycle=3 is invalid: expected a multiple",
         ),
-        (["agent.batch_size=0"], "agent.batch_size=0 is invalid"),
+        (["buffer.batch_size=0"], "buffer.batch_size=0 is invalid"),
         (["agent.n_critics=0"], "agent.n_critics=0 is invalid: expected an integer > 0"),
         (["device=tpu"], "device='tpu' is invalid: expected one of cpu, cuda, auto"),
         (["distributed.grad_reduce=max"], "distributed.grad_reduce='max' is invalid: expected one of mean, sum"),

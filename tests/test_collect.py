@@ -7,10 +7,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from conftest import compose_config
-from train import build_runner
 
 from envs import make_vector_env
-from her.run.runner import collect_episodes
+from training.cli import build_runner
+from training.runner import collect_episodes
 
 
 def noisy_policy(seed: int):
@@ -48,7 +48,7 @@ def test_direct_stepping_matches_the_vector_env_step(env_id: str):
 def test_learn_draws_a_cycles_batches_at_once_and_slices_them():
     """``Runner.learn(n)``: one buffer draw of ``n * batch_size`` transitions, ``n`` updates on consecutive
     ``batch_size`` slices of it, then one target update."""
-    cfg = compose_config("env=PointReach", "agent.batch_size=16", "torch_threads=1", "progress=false")
+    cfg = compose_config("env=PointReach", "buffer.batch_size=16", "torch_threads=1", "progress=false")
     runner, _ = build_runner(cfg, run_dir=None)
     runner.collect()
     draws: list[int] = []

@@ -16,8 +16,8 @@ from omegaconf import OmegaConf
 from agents import ActorCriticAgent
 from envs import env_info, make_env, make_vector_env
 from her import HerReplayBuffer
-from her.run.distributed import Distributed
-from her.run.runner import Runner
+from training.distributed import Distributed
+from training.runner import Runner
 
 
 def options(group: str) -> list[str]:
@@ -62,7 +62,7 @@ def test_env_configs_compose_and_build(env):
 
 @pytest.mark.parametrize("env", options("env"))
 def test_env_configs_run_one_short_cycle(env, tmp_path):
-    from train import train
+    from training.cli import train
 
     cfg = compose_config(
         f"env={env}", "device=cpu", "torch_threads=1", "progress=false", "logger.tensorboard=false",
@@ -88,9 +88,9 @@ def test_agent_buffer_runner_configs_instantiate(agent, buffer, runner):
         action_dim=info.action_dim,
         reward_fn=info.compute_reward,
     )
-    assert isinstance(buf, HerReplayBuffer)
+    assert isinstance(buf, HerReplayBuffer) and buf.batch_size == cfg.buffer.batch_size
     ag = instantiate(cfg.agent)(info.obs_dim, info.goal_dim, info.action_dim, info.action_max, device="cpu")
-    assert isinstance(ag, ActorCriticAgent) and ag.batch_size == cfg.agent.batch_size
+    assert isinstance(ag, ActorCriticAgent)
     venv = make_vector_env(cfg.env.id, cfg.env.num_envs, cfg.env.vectorization)
     run = instantiate(cfg.runner)(ag, buf, venv, venv, info.horizon, seed=0, logger=None, progress=False)
     assert isinstance(run, Runner) and run.epochs == cfg.runner.epochs
@@ -145,7 +145,7 @@ ASYNC_PRESET = "fetch_pick_and_place"
 
 @pytest.mark.parametrize("experiment", options("experiment"))
 def test_experiment_presets_run_one_short_cycle(experiment, tmp_path):
-    from train import train
+    from training.cli import train
 
     vectorization = ["env.vectorization=" + ("async" if experiment == ASYNC_PRESET else "sync")]
     cfg = compose_config(

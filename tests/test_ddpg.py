@@ -25,7 +25,7 @@ def batch(seed: int = 0) -> Transitions:
 
 def agent(**kw) -> DDPG:
     torch.manual_seed(0)
-    kw = {"hidden": (32, 32), "batch_size": B, **kw}
+    kw = {"hidden": (32, 32), **kw}
     return DDPG(OBS, G, A, 2.0, **kw)
 
 
@@ -81,7 +81,6 @@ def test_actions_respect_bounds_and_exploration_uses_random_eps():
         ({"gamma": 1.0}, "gamma=1.0"),
         ({"polyak": -0.1}, "polyak"),
         ({"hidden": []}, "hidden"),
-        ({"batch_size": 0}, "batch_size=0"),
         ({"random_eps": 2}, "random_eps=2"),
         ({"clip_target": "yes"}, "clip_target"),
     ],

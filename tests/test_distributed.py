@@ -21,14 +21,14 @@ import torch.multiprocessing as mp
 from test_agents import assert_states_equal
 from torch import nn
 
-from agents import DDPG, SAC, TD3, RunningNormalizer
+from agents import DDPG, SAC, TD3
 from envs import env_info, make_env, make_vector_env
 from her import HerReplayBuffer
-from her.run import checkpoint
-from her.run.distributed import Distributed, GradReduce, RanksOutOfSync, agent_parts, init_distributed, rank_seed
-from her.run.metrics import read_records
-from her.run.rng import generator_from_state
-from her.run.runner import Runner
+from training import checkpoint
+from training.distributed import Distributed, GradReduce, RanksOutOfSync, agent_parts, init_distributed, rank_seed
+from training.metrics import read_records
+from training.rng import generator_from_state
+from training.runner import Runner
 
 ROOT = Path(__file__).resolve().parent.parent
 WORLD = 2
@@ -56,7 +56,7 @@ def rank_main(rank: int, port: int, out: Path) -> None:
     distributed = init_distributed(torch.device("cpu"), check_every=1, timeout_s=120)
     info = env_info(make_env("PointReach-v0"))
     torch.manual_seed(100 + rank)  # different on purpose: attach() must copy rank 0's networks
-    agent = DDPG(info.obs_dim, info.goal_dim, info.action_dim, info.action_max, hidden=(16, 16), batch_size=32)
+    agent = DDPG(info.obs_dim, info.goal_dim, info.action_dim, info.action_max, hidden=(16, 16))
     distributed.attach(agent)
     buffer = HerReplayBuffer(10_000, info.horizon, info.obs_dim, info.goal_dim, info.action_dim, info.compute_reward)
     env = make_vector_env("PointReach-v0", 1, "sync")
@@ -107,7 +107,7 @@ def rank_main(rank: int, port: int, out: Path) -> None:
     replicas = {}
     for cls in (TD3, SAC):
         torch.manual_seed(200 + rank)
-        other = cls(info.obs_dim, info.goal_dim, info.action_dim, info.action_max, hidden=(16, 16), batch_size=32)
+        other = cls(info.obs_dim, info.goal_dim, info.action_dim, info.action_max, hidden=(16, 16))
         dataclasses.replace(distributed, _parts=None, _owns_group=False).attach(other)
         other_buffer = HerReplayBuffer(
             10_000, info.horizon, info.obs_dim, info.goal_dim, info.action_dim, info.compute_reward
@@ -278,19 +278,22 @@ def test_distributed_default_is_a_no_op_object():
     assert Distributed().reduce_record({}) == {"world_size": 1}
 
 
-def test_agent_parts_are_found_by_type_for_any_agent():
-    class ToyAgent:  # the parts an off-policy agent such as SAC holds
-        def __init__(self) -> None:
-            self.policy = nn.Linear(2, 2)
-            self.log_alpha = torch.zeros(1, requires_grad=True)
-            self.policy_opt = torch.optim.Adam(self.policy.parameters())
-            self.alpha_opt = torch.optim.Adam([self.log_alpha])
-            self.obs_norm = RunningNormalizer(2)
-            self.gamma = 0.98
+@pytest.mark.parametrize("cls", [DDPG, TD3, SAC])
+def test_agent_parts_are_what_stateful_lists(cls):
+    agent = cls(5, 2, 2, 1.0, hidden=(8,))
+    parts = agent_parts(agent)
+    found = {**parts.modules, **parts.optimizers, **parts.normalizers}
+    assert sorted(found) == sorted(agent.stateful()) and all(found[n] is v for n, v in agent.stateful().items())
+    assert ("temperature" in parts.modules) == (cls is SAC)
 
-    parts = agent_parts(ToyAgent())
-    assert list(parts.modules) == ["policy"] and list(parts.parameters) == ["log_alpha"]
-    assert list(parts.optimizers) == ["alpha_opt", "policy_opt"] and list(parts.normalizers) == ["obs_norm"]
+
+def test_agent_parts_refuse_a_part_they_cannot_sync():
+    class ToyAgent:
+        def stateful(self):
+            return {"policy": nn.Linear(2, 2), "schedule": object()}
+
+    with pytest.raises(TypeError, match=r"ToyAgent in sync across ranks: schedule \(object\)"):
+        agent_parts(ToyAgent())
 
 
 # --- faults of a multi-process run: stop and resume, a dead rank, two nodes ----------------------------------

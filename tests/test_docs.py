@@ -13,7 +13,8 @@ from conftest import CONFIG_DIR, ROOT, compose_config
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
-from train import RESUME_OVERRIDES
+
+from training.cli import RESUME_OVERRIDES
 
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
 # Written by a script from committed data: its history and path checks may fail until it is regenerated.

@@ -15,13 +15,13 @@ from conftest import CONFIG_DIR, compose_config
 from evaluate import evaluate
 from hydra import compose, initialize_config_dir
 from plot import main as plot_main
-from train import ConfigError, train
 
 from envs import make_env, make_vector_env
 from her.checkpoint_file import CheckpointError
-from her.run import checkpoint
-from her.run.evaluation import render_episodes
-from her.run.runner import collect_episodes
+from training import checkpoint
+from training.cli import ConfigError, train
+from training.evaluation import render_episodes
+from training.runner import collect_episodes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -175,7 +175,7 @@ def test_plot_draws_one_panel_per_env_from_globs(tmp_path, capsys):
 
 
 def test_plot_spread_uses_the_steps_all_runs_reached(tmp_path):
-    from plot import load_curve, spread
+    from training.curves import load_curve, spread
 
     fake_run(tmp_path / "a", "A-v0", 0, [0.0, 0.5, 1.0])
     fake_run(tmp_path / "b", "A-v0", 1, [0.2, 0.7])
@@ -184,7 +184,7 @@ def test_plot_spread_uses_the_steps_all_runs_reached(tmp_path):
 
 
 def test_plot_smoothing_is_a_trailing_mean(tmp_path, capsys):
-    from plot import load_curve, smoothed, step_label
+    from training.curves import load_curve, smoothed, step_label
 
     fake_run(tmp_path / "a", "A-v0", 0, [0.0, 0.5, 1.0, 0.5])
     curve = smoothed(load_curve(tmp_path / "a", "eval_success_rate"), 2)

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import torch
 from conftest import compose_config
-from train import build_runner, resume_config, run_info, train
 
 from envs import env_info, make_env
 from her import sparse_reward
-from her.run import checkpoint
-from her.run.checkpoint import Checkpointer, CheckpointError, DivergenceError
-from her.run.divergence import first_non_finite_update, non_finite_tensors
-from her.run.metrics import read_records
-from her.run.runner import Runner
+from training import checkpoint
+from training.checkpoint import Checkpointer, CheckpointError, DivergenceError
+from training.cli import build_runner, resume_config, run_info, train
+from training.divergence import first_non_finite_update, non_finite_tensors
+from training.metrics import read_records
+from training.runner import Runner
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = (
@@ -28,7 +28,7 @@ TINY = (
     "runner.cycles_per_epoch=1",
     "runner.updates_per_cycle=2",
     "runner.eval_episodes=2",
-    "agent.batch_size=16",
+    "buffer.batch_size=16",
     "torch_threads=1",
     "progress=false",
     "logger.tensorboard=false",

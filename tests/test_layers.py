@@ -12,12 +12,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # From the bottom up. A module belongs to the layer of the longest prefix that names it.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("her",),  # the replay core: storage, relabeling, validation, checkpoint files, the seed API
+    ("her",),  # the replay core: storage, relabeling, goals and rewards, validation, checkpoint files, buffer API
     ("envs", "agents"),  # environment creation; learning
-    ("her.run",),  # the run machinery: runner, checkpoints, metrics, signals, distributed, video
-    ("scripts",),  # config turns into objects here only
+    ("training",),  # the run machinery: runner, checkpoints, metrics, signals, distributed, video, the CLI's plumbing
+    ("scripts",),  # entry points, each importing from the layers below and never from another script
 )
-PACKAGES = ("her", "agents", "envs", "scripts")
+PACKAGES = ("her", "agents", "envs", "training", "scripts")
 
 
 def module_name(path: Path) -> str:
@@ -54,8 +54,8 @@ def imports_of(path: Path, modules: set[str]) -> set[str]:
         for name in names:
             if name in modules:
                 found.add(name)
-            elif name.split(".")[0] in ("train",) and "scripts.train" in modules:  # scripts import each other
-                found.add("scripts.train")
+            elif f"scripts.{name}" in modules:  # a script imported by its bare name (scripts/ on sys.path)
+                found.add(f"scripts.{name}")
     return found
 
 
@@ -67,18 +67,43 @@ def import_graph() -> dict[str, set[str]]:
 
 def test_every_module_has_a_layer():
     graph = import_graph()
-    assert "her.run.runner" in graph and "her.relabel" in graph and "agents.policy" in graph
+    assert "training.runner" in graph and "her.relabel" in graph and "agents.policy" in graph
     assert [m for m in graph if layer_of(m) < 0] == []
 
 
-def test_no_import_reaches_a_higher_layer():
-    upward = [
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return [
         f"{module} (layer {layer_of(module)}) imports {target} (layer {layer_of(target)})"
-        for module, targets in import_graph().items()
+        for module, targets in graph.items()
         for target in sorted(targets)
         if layer_of(target) > layer_of(module)
     ]
-    assert upward == []
+
+
+def test_the_layer_check_finds_a_planted_upward_import(tmp_path):
+    graph = import_graph()
+    graph["her.buffer"] = graph["her.buffer"] | {"training.metrics"}
+    assert upward_imports(graph) == ["her.buffer (layer 0) imports training.metrics (layer 2)"]
+    planted = tmp_path / "planted.py"
+    planted.write_text("from training.cli import train\nimport evaluate\n")
+    modules = set(graph) | {"scripts.evaluate"}
+    assert imports_of(planted, modules) == {"training.cli", "scripts.evaluate"}
+
+
+def test_scripts_import_no_other_script():
+    graph = import_graph()
+    crossing = [
+        f"{m} imports {t}"
+        for m, targets in graph.items()
+        if m.startswith("scripts.")
+        for t in targets
+        if t.startswith("scripts.")
+    ]
+    assert crossing == []
+
+
+def test_no_import_reaches_a_higher_layer():
+    assert upward_imports(import_graph()) == []
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -115,7 +140,7 @@ def test_the_circle_finder_finds_circles(graph, expected):
     assert find_cycle(graph) == expected
 
 
-def test_public_names_import_from_their_old_places():
+def test_public_names_import_from_the_package_roots():
     from agents.policy import load_policy
     from her import HerReplayBuffer, HindsightExperienceReplay, sample_her_transitions
 

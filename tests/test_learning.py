@@ -6,7 +6,8 @@ import json
 
 import pytest
 from conftest import compose_config
-from train import train
+
+from training.cli import train
 
 THRESHOLD = 0.9
 
@@ -20,7 +21,7 @@ def stop_when_solved(monkeypatch):
     """End a run after its first evaluation at or above ``THRESHOLD`` (epochs after it cannot change the
     assertion, which is on that evaluation): each runner ``train`` builds gets an epoch-end hook that sets its
     epoch budget to the epochs done. The run finishes as usual (last.pt, policy.pt)."""
-    import train as train_module
+    from training import cli as train_module
 
     build_runner = train_module.build_runner
 

@@ -7,18 +7,18 @@ import numpy as np
 import pytest
 import torch
 from conftest import compose_config
-from test_ddpg import OBS, A, B, G, batch
-from train import ConfigError, build_runner
+from test_ddpg import OBS, A, G, batch
 
 from agents import DDPG, SAC, TD3, ActorCriticAgent
 from her import OptionError
+from training.cli import ConfigError, build_runner
 
 AGENTS = [DDPG, TD3, SAC]
 
 
 def make(cls: type[ActorCriticAgent], precision: str) -> ActorCriticAgent:
     torch.manual_seed(0)
-    return cls(OBS, G, A, 2.0, hidden=(64, 64), batch_size=B, precision=precision)
+    return cls(OBS, G, A, 2.0, hidden=(64, 64), precision=precision)
 
 
 def flat(module: torch.nn.Module) -> torch.Tensor:
@@ -66,7 +66,7 @@ def test_precision_rejects_other_values():
 
 
 def point_runner(*overrides: str):
-    cfg = compose_config("env=PointReach", "agent.batch_size=16", "torch_threads=1", "progress=false", *overrides)
+    cfg = compose_config("env=PointReach", "buffer.batch_size=16", "torch_threads=1", "progress=false", *overrides)
     return build_runner(cfg, run_dir=None)[0]
 
 

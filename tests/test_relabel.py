@@ -208,8 +208,17 @@ def test_motion_priority_weights_are_rebuilt_from_a_loaded_buffer():
         ({"motion_priority": -1.0}, "motion_priority=-1.0 is invalid"),
         ({"motion_priority": float("nan")}, "motion_priority=nan is invalid"),
         ({"motion_scale": 0.0}, "motion_scale=0.0 is invalid"),
+        ({"batch_size": 0}, "batch_size=0 is invalid"),
     ],
 )
-def test_motion_options_reject_bad_values_naming_them(kwargs, message):
+def test_buffer_options_reject_bad_values_naming_them(kwargs, message):
     with pytest.raises(OptionError, match=message):
         HerReplayBuffer(100 * T, T, 2, 1, 1, reward_fn, **kwargs)
+
+
+def test_sample_batches_is_one_draw_of_batch_size_slices():
+    buf = HerReplayBuffer(100 * T, T, 2, 2, 1, reward_fn, batch_size=8)
+    buf.store(tagged_episodes())
+    drawn = buf.sample_batches(3, np.random.default_rng(1))
+    same = buf.sample(24, np.random.default_rng(1))
+    assert len(drawn.obs) == 24 and all(np.array_equal(a, b) for a, b in zip(drawn, same))

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import compose_config
-from train import ConfigError, resume_config, train
 
 from envs import make_vector_env
-from her.run import checkpoint
-from her.run.metrics import read_records
-from her.run.runner import Runner
+from training import checkpoint
+from training.cli import ConfigError, resume_config, train
+from training.metrics import read_records
+from training.runner import Runner
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMING = ("wall_s", "env_steps_per_s", "updates_per_s", "collect_s", "update_s", "eval_s")
@@ -30,7 +30,7 @@ SMALL = (
     "runner.cycles_per_epoch=3",
     "runner.updates_per_cycle=5",
     "runner.eval_episodes=2",
-    "agent.batch_size=32",
+    "buffer.batch_size=32",
     "torch_threads=1",
     "progress=false",
 )
@@ -139,7 +139,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_cli_resume_errors_create_nothing(tmp_path, capsys):
-    from train import check_resume_argument
+    from training.cli import check_resume_argument
 
     missing = tmp_path / "nope"
     proc = run_cli(f"resume={missing}")
@@ -310,7 +310,7 @@ def test_resume_without_a_saved_buffer_starts_with_an_empty_one(tmp_path, capsys
 
 # --- Ctrl-C ---------------------------------------------------------------------------------------
 def test_sigterm_asks_to_stop_and_a_second_ctrl_c_aborts_at_once(capsys):
-    from her.run.signals import GracefulStop
+    from training.signals import GracefulStop
 
     previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     stop = GracefulStop()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import compose_config
-from train import build_runner
+
+from training.cli import build_runner
 
 EPOCHS, CYCLES, EPISODES, UPDATES, EVAL_EPISODES, T = 2, 3, 2, 4, 4, 50
 
@@ -14,7 +15,7 @@ def test_epoch_records_count_and_average_what_the_epoch_did():
     cfg = compose_config(
         "env=PointReach", f"runner.epochs={EPOCHS}", f"runner.cycles_per_epoch={CYCLES}",
         f"runner.episodes_per_cycle={EPISODES}", f"runner.updates_per_cycle={UPDATES}",
-        f"runner.eval_episodes={EVAL_EPISODES}", "agent.batch_size=16", "torch_threads=1", "progress=false",
+        f"runner.eval_episodes={EVAL_EPISODES}", "buffer.batch_size=16", "torch_threads=1", "progress=false",
     )  # fmt: skip
     runner, _ = build_runner(cfg, run_dir=None)
     cycles, evaluations, stats, normalized, records = [], [], [], [], []

@@ -7,8 +7,9 @@ import os
 
 import pytest
 import yaml
-from summarize import collect, format_table, summary
 from test_cli import ROOT, TINY, run_train
+
+from training.sweep import collect, format_table, summary
 
 HELPERS = str(ROOT / "tests" / "helpers")
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import compose_config
 from test_cli import run_train
-from train import resume_config, train
 
-from her.run.metrics import read_records
+from training.cli import resume_config, train
+from training.metrics import read_records
 
 pytest.importorskip("tensorboard")
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import train  # noqa: E402
 
 from her import checkpoint_file  # noqa: E402
-from her.run.runner import Runner  # noqa: E402
+from training.runner import Runner  # noqa: E402
 
 marker, moment, after = Path(sys.argv.pop(1)), sys.argv.pop(1), int(sys.argv.pop(1))
 last_writes = 0

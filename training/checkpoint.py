@@ -33,12 +33,12 @@ from her.checkpoint_file import (
     unpack_arrays,
     write_atomic,
 )
-from her.run.divergence import DivergenceError, check_parameters
-from her.run.metrics import read_records
+from training.divergence import DivergenceError, check_parameters
+from training.metrics import read_records
 
 if TYPE_CHECKING:
     from envs import EnvInfo
-    from her.run.runner import Runner
+    from training.runner import Runner
 
 __all__ = [  # the file-level names are re-exported: one import serves a script
     "BEST",

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -69,24 +69,28 @@ def rank_seed(seed: int, rank: int) -> int:
 
 @dataclass(frozen=True)
 class AgentParts:
-    """The state of an agent that must agree across ranks, found by type among the agent's attributes."""
+    """The state of an agent that must agree across ranks: the parts its ``stateful()`` lists, by kind."""
 
     modules: dict[str, nn.Module]
-    parameters: dict[str, torch.Tensor]
     optimizers: dict[str, torch.optim.Optimizer | Adam]
     normalizers: dict[str, RunningNormalizer]
 
 
-def agent_parts(agent: object) -> AgentParts:
-    """Networks, free trainable tensors (e.g. SAC's ``log_alpha``), optimizers and normalizers among
-    ``vars(agent)``, in name order (the same on every rank). Finding them by type covers any agent (DDPG, TD3,
-    SAC) without each one declaring its parts."""
-    attrs = sorted(vars(agent).items())
+class Stateful(Protocol):
+    def stateful(self) -> dict[str, Any]: ...
+
+
+def agent_parts(agent: Stateful) -> AgentParts:
+    """Networks (SAC's temperature among them), optimizers and normalizers of ``agent.stateful()``, in name
+    order (the same on every rank)."""
+    parts = sorted(agent.stateful().items())
+    known = (nn.Module, torch.optim.Optimizer, Adam, RunningNormalizer)
+    if unknown := [f"{n} ({type(v).__name__})" for n, v in parts if not isinstance(v, known)]:
+        raise TypeError(f"cannot keep these parts of {type(agent).__name__} in sync across ranks: {', '.join(unknown)}")
     return AgentParts(
-        modules={n: v for n, v in attrs if isinstance(v, nn.Module)},
-        parameters={n: v for n, v in attrs if isinstance(v, torch.Tensor) and v.requires_grad},
-        optimizers={n: v for n, v in attrs if isinstance(v, (torch.optim.Optimizer, Adam))},
-        normalizers={n: v for n, v in attrs if isinstance(v, RunningNormalizer)},
+        modules={n: v for n, v in parts if isinstance(v, nn.Module)},
+        optimizers={n: v for n, v in parts if isinstance(v, (torch.optim.Optimizer, Adam))},
+        normalizers={n: v for n, v in parts if isinstance(v, RunningNormalizer)},
     )
 
 
@@ -122,7 +126,7 @@ class Distributed:
         return self.world_size > 1
 
     # --- setup ----------------------------------------------------------------------------------
-    def attach(self, agent: object) -> None:
+    def attach(self, agent: Stateful) -> None:
         """Make ``agent`` a replica: copy rank 0's networks and normalizers to every rank, all-reduce gradients
         before each of its optimizers' steps, and sum its normalizer updates over ranks."""
         self._parts = agent_parts(agent)
@@ -158,8 +162,6 @@ class Distributed:
         for module in parts.modules.values():
             for tensor in [*module.parameters(), *module.buffers()]:
                 self._broadcast_(tensor)
-        for param in parts.parameters.values():
-            self._broadcast_(param)
         for normalizer in parts.normalizers.values():
             state = normalizer.state_dict()
             stats = torch.as_tensor(
@@ -248,7 +250,7 @@ class Distributed:
 
     @torch.no_grad()
     def check_in_sync(self) -> None:
-        """Raise ``RanksOutOfSync`` on every rank unless all ranks hold bit-identical networks, free parameters
+        """Raise ``RanksOutOfSync`` on every rank unless all ranks hold bit-identical networks (SAC's temperature too)
         and normalizer statistics. One all-reduce of the max and one of the min of all values; a value differs
         somewhere exactly when its max and min differ."""
         if not self.active:
@@ -279,8 +281,6 @@ class Distributed:
         for m_name, module in parts.modules.items():
             for name, t in module.state_dict().items():
                 named[f"{m_name}.{name}"] = t.detach().to(self.device, torch.float64)
-        for name, param in parts.parameters.items():
-            named[name] = param.detach().to(self.device, torch.float64)
         for n_name, norm in parts.normalizers.items():
             state = norm.state_dict()
             for key in ("sum", "sumsq", "count"):

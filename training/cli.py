@@ -1,0 +1,380 @@
+"""The command line's plumbing, shared by the scripts: config checks that report ``group.key=value`` as a
+``ConfigError``, the device and thread choice, building the envs, buffer, agent and runner from a composed
+config (the only place where config turns into objects), ``train(cfg) -> dict``, and what resuming a run
+needs (its saved config, the overrides it accepts).
+
+``scripts/train.py`` wraps ``run(cfg)`` in ``@hydra.main``; tests and sweeps call ``train(cfg)`` directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import get_object, instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from threadpoolctl import threadpool_limits
+
+from envs import EnvInfo, EpisodeTerminated, env_info, env_kwargs, make_env, make_vector_env
+from her import validation
+from training import checkpoint
+from training.checkpoint import Checkpointer, CheckpointError, DivergenceError, RunInfo, WriteError
+from training.distributed import CollectiveFailed, RanksOutOfSync, launched_by_torchrun, rank_seed
+from training.metrics import MetricsLogger
+from training.runner import Runner
+from training.signals import GracefulStop
+
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+"""The Hydra configs of the scripts (``configs/`` beside this package)."""
+# What a resumed run may change; everything else comes from the config saved in its checkpoint.
+RESUME_OVERRIDES = (
+    "runner.epochs",
+    "progress",
+    "torch_threads",
+    "device",
+    "checkpoint.every",
+    "checkpoint.save_buffer",
+)
+
+# Options every run shows in TensorBoard's HParams view, besides the overrides its command line gave.
+KEY_HPARAMS = (
+    "env.id",
+    "agent._target_",
+    "seed",
+    "agent.batch_size",
+    "agent.lr_actor",
+    "agent.lr_critic",
+    "agent.gamma",
+    "agent.polyak",
+    "agent.hidden",
+    "buffer.strategy",
+    "buffer.replay_k",
+    "runner.epochs",
+    "runner.cycles_per_epoch",
+    "runner.episodes_per_cycle",
+    "runner.updates_per_cycle",
+    "env.num_envs",
+    "device",
+)
+
+# configs/hydra/default.yaml: a resumed run writes into its own dir and keeps its .hydra/ (original config).
+OmegaConf.register_new_resolver(
+    "if_resume", lambda resume, then, otherwise: otherwise if resume is None else then, replace=True
+)
+
+
+class ConfigError(Exception):
+    """A bad option, reported as ``group.key=value`` without a traceback."""
+
+
+def _build(group: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn``; an ``OptionError`` becomes a ``ConfigError`` naming ``group.option``."""
+    try:
+        return fn(*args, **kwargs)
+    except validation.OptionError as err:
+        key = f"{group}.{err.name}" if group else err.name
+        raise ConfigError(f"{key}={err.value!r} is invalid: {err.problem}") from None
+
+
+def check_options(group: str, node: DictConfig) -> None:
+    """Refuse keys of a ``_target_`` group that its target does not take, e.g. ``+agent.policy_delay=2`` with
+    ``agent=ddpg`` (without the ``+``, Hydra refuses a key the group's yaml lacks before we get here)."""
+    target = node._target_
+    allowed = validation.keyword_options(get_object(target))
+    unknown = [str(k) for k in node if not str(k).startswith("_") and allowed is not None and k not in allowed]
+    if unknown:
+        options = ", ".join(sorted(k for k in node if not str(k).startswith("_") and k not in unknown))
+        raise ConfigError(f"{group}.{unknown[0]} is not an option of {target} (its options: {options})")
+
+
+def resolve_device(device: str) -> torch.device:
+    validation.choice("device", device, ["cpu", "cuda", "auto"])
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device='cuda' but torch sees no CUDA device (use device=cpu or device=auto)")
+    return torch.device(device)
+
+
+def torch_threads(requested: int | None, num_envs: int, vectorization: str, processes: int = 1) -> int:
+    """Threads for torch: ``requested``, or (``None``) this process's share of the cores (``processes``
+    training processes on this machine) less its async env workers.
+
+    Oversubscribing a small CPU (torch threads + env worker processes > cores) makes torch many times slower.
+    """
+    if requested is not None:
+        return _build("", validation.positive_int, "torch_threads", requested)
+    workers = num_envs if vectorization == "async" else 0
+    return max(1, (os.cpu_count() or 1) // processes - workers)
+
+
+def checkpoint_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / checkpoint.CHECKPOINT_DIR / checkpoint.LAST
+
+
+def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
+    """The config saved in ``run_dir``'s last checkpoint, with ``resume=run_dir`` and ``overrides``
+    (``key=value``, keys from ``RESUME_OVERRIDES`` only)."""
+    if not Path(run_dir).is_dir():
+        raise ConfigError(f"resume={run_dir}: no such run dir")
+    saved = checkpoint.load_resumable(run_dir).content
+    for override in overrides:
+        key = override.split("=", 1)[0]
+        if key not in RESUME_OVERRIDES:
+            raise ConfigError(
+                f"{override}: a resumed run keeps its saved config; only {', '.join(RESUME_OVERRIDES)} may change"
+            )
+    cfg = OmegaConf.create(saved["config"])
+    cfg.merge_with_dotlist(list(overrides))
+    cfg.resume = str(run_dir)
+    return cfg
+
+
+def env_options(cfg: DictConfig) -> dict[str, Any]:
+    """``env.kwargs`` as a plain dict of ``gym.make`` keyword arguments (none when the config has no such key)."""
+    kwargs = cfg.env.get("kwargs")
+    if OmegaConf.is_config(kwargs):
+        kwargs = OmegaConf.to_container(kwargs, resolve=True)
+    return _build("env", env_kwargs, kwargs)
+
+
+def run_info(cfg: DictConfig, info: Any) -> RunInfo:
+    """What checkpoints record besides the states: env sizes, how to rebuild the agent, the resolved config."""
+    agent_cfg = OmegaConf.to_container(cfg.agent, resolve=True)
+    assert isinstance(agent_cfg, dict)
+    kwargs = {k: v for k, v in agent_cfg.items() if k not in ("_target_", "_partial_")}
+    config = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(config, dict)
+    env = checkpoint.env_record(cfg.env.id, info, env_options(cfg))
+    return RunInfo(env, str(agent_cfg["_target_"]), kwargs, config)
+
+
+_ABSENT = object()
+
+
+def hparam_value(value: Any) -> bool | int | float | str:
+    """A config value as TensorBoard's HParams view holds it: a bool, number or string (lists and dicts as
+    JSON, ``None`` as ``null``)."""
+    if isinstance(value, DictConfig | ListConfig):
+        value = OmegaConf.to_container(value, resolve=True)
+    if value is None:
+        return "null"
+    if isinstance(value, bool | int | float | str):
+        return value
+    return json.dumps(value)
+
+
+def hparams(cfg: DictConfig, overrides: Sequence[str] = (), world_size: int = 1) -> dict[str, bool | int | float | str]:
+    """What a run shows in TensorBoard's HParams view: ``KEY_HPARAMS``, ``world_size`` and each command-line
+    override (``key=value``; Hydra's own ``hydra...`` ones aside) with its resolved value. A config group's
+    override (``env=PointReach``, ``experiment=fetch_push``) shows the option chosen."""
+    values = {key: hparam_value(OmegaConf.select(cfg, key)) for key in KEY_HPARAMS}
+    values["world_size"] = world_size
+    for override in overrides:
+        key, _, literal = override.lstrip("+").partition("=")
+        if key.startswith(("~", "hydra")) or "/" in key:
+            continue
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        group_choice = value is _ABSENT or (isinstance(value, DictConfig) and not literal.startswith("{"))
+        values[key] = literal if group_choice else hparam_value(value)
+    return values
+
+
+def build_runner(
+    cfg: DictConfig, run_dir: Path | None, resume_step: int | None = None, overrides: Sequence[str] = ()
+) -> tuple[Runner, EnvInfo]:
+    """Envs, buffer, agent and runner from ``cfg`` (also sets torch threads and the torch seed).
+
+    Metrics go to ``run_dir`` (on rank 0 only; ``None``: nowhere), continuing after ``resume_step`` (the env steps
+    of all ranks of the last epoch logged before the checkpoint resumed from); a new run's TensorBoard gets its
+    hparams (``overrides``: the command line's) and its config as text."""
+    seed = _build("", validation.non_negative_int, "seed", cfg.seed)
+    distributed = _build("distributed", instantiate(cfg.distributed), _build("", resolve_device, cfg.device))
+    device = distributed.device  # under torchrun with cuda: this rank's GPU
+    torch.set_num_threads(
+        torch_threads(cfg.torch_threads, cfg.env.num_envs, cfg.env.vectorization, distributed.local_world_size)
+    )
+    # NumPy's BLAS does only the small matmuls of acting (agents.acting): its extra threads slow those ~3x
+    # at batch 8 while torch's threads are busy.
+    threadpool_limits(1, user_api="blas")
+    torch.manual_seed(seed)  # network initialization (rank 0's is copied to the other ranks)
+
+    check_options("agent", cfg.agent)
+    env_cfg, kwargs = cfg.env, env_options(cfg)
+    train_env = _build("env", make_vector_env, env_cfg.id, env_cfg.num_envs, env_cfg.vectorization, kwargs)
+    eval_env = make_vector_env(env_cfg.id, env_cfg.num_envs, env_cfg.vectorization, kwargs)
+    # Sizes and the batched reward function come from a local instance: a sync env's own first env, else a
+    # new one (async envs live in their workers). Loading a Fetch model takes ~0.2 s of start-up.
+    local = train_env.envs[0] if isinstance(train_env, gym.vector.SyncVectorEnv) else make_env(env_cfg.id, **kwargs)
+    info = env_info(local)
+
+    buffer = _build(
+        "buffer",
+        instantiate(cfg.buffer),
+        horizon=info.horizon,
+        obs_dim=info.obs_dim,
+        goal_dim=info.goal_dim,
+        action_dim=info.action_dim,
+        reward_fn=info.compute_reward,
+    )
+    agent = _build(
+        "agent", instantiate(cfg.agent), info.obs_dim, info.goal_dim, info.action_dim, info.action_max, device=device
+    )
+    distributed.attach(agent)
+    # Only rank 0 writes files and shows progress; every rank trains on its own envs and buffer.
+    writes = run_dir is not None and distributed.is_main
+    logger = None
+    if writes:
+        logger = MetricsLogger(
+            run_dir,
+            bool(cfg.logger.tensorboard),
+            resume_step=resume_step,
+            hparams=hparams(cfg, overrides, distributed.world_size),
+            config_text=OmegaConf.to_yaml(cfg, resolve=True),
+        )
+    runner = _build(
+        "runner",
+        instantiate(cfg.runner),
+        agent,
+        buffer,
+        train_env,
+        eval_env,
+        info.horizon,
+        seed=rank_seed(seed, distributed.rank),
+        device=device,
+        logger=logger,
+        progress=bool(cfg.progress) and distributed.is_main,
+        distributed=distributed,
+    )
+    return runner, info
+
+
+def train(cfg: DictConfig, run_dir: str | Path | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Build everything from ``cfg``, train (continuing the run ``cfg.resume`` when set), save the policy,
+    and return the last epoch's metrics plus ``stopped`` (true after Ctrl-C/SIGTERM).
+
+    ``overrides``: the command line's ``key=value`` overrides, shown with the key options in TensorBoard's
+    HParams view."""
+    if run_dir is None:
+        run_dir = HydraConfig.get().runtime.output_dir
+    resumable = None if cfg.resume is None else checkpoint.load_resumable(cfg.resume)
+    resume_path = None if resumable is None else resumable.path
+    saved = None if resumable is None else resumable.content
+    resume_step = None if saved is None else checkpoint.logged_env_steps(saved)
+    done = 0 if saved is None else int(saved["counters"]["epoch"])
+    if isinstance(cfg.runner.epochs, int) and cfg.runner.epochs < done:  # (other bad values: the Runner's check)
+        raise ConfigError(
+            f"runner.epochs={cfg.runner.epochs} is invalid: expected at least {done}, the epochs {resume_path} has done"
+        )
+    runner, info = build_runner(cfg, Path(run_dir), resume_step, overrides)
+    if resumable is not None and resumable.warning is not None and runner.distributed.is_main:
+        print(f"warning: {resumable.warning}", file=sys.stderr)
+    try:
+        info_record = run_info(cfg, info)
+        if resume_path is not None:
+            checkpoint.check_resumable(resume_path, saved, info_record)
+        checkpointer = None
+        if runner.distributed.is_main:
+            checkpointer = _build(
+                "checkpoint", Checkpointer, run_dir, info_record, cfg.checkpoint.every, cfg.checkpoint.save_buffer
+            )
+            runner.epoch_end_hooks.append(checkpointer.on_epoch_end)
+        stop = GracefulStop()
+        runner.stop_requested = stop
+        start_or_resume(runner, checkpointer, resume_path, saved)
+        with stop:
+            metrics = runner.run()
+            if runner.stopped and runner.distributed.active:  # every rank: all stop after the same cycle
+                cycle = runner.epoch * runner.cycles_per_epoch + runner.partial.cycles
+                print(f"rank {runner.distributed.rank}: stopped after cycle {cycle}", file=sys.stderr, flush=True)
+            if checkpointer is not None:
+                if runner.stopped:
+                    checkpointer.save_last(runner)
+                else:
+                    checkpointer.save_policy(runner, Path(run_dir) / "policy.pt")
+        if runner.logger is not None and not runner.stopped:
+            runner.logger.log_completed()
+    finally:
+        runner.close()
+    return {**metrics, "stopped": runner.stopped}
+
+
+def start_or_resume(runner: Runner, checkpointer: Checkpointer | None, path: Path | None, saved: dict | None) -> None:
+    """Load the checkpoint ``saved`` (read from ``path``) into ``runner``, or, for a new run, write its
+    first checkpoint so that it can be resumed from its first cycle on. ``checkpointer`` is ``None`` on
+    ranks > 0, which load the same checkpoint but write none."""
+    if path is None or saved is None:
+        if checkpointer is not None:
+            checkpointer.save_last(runner)
+        return
+    best = checkpoint.restore(path, saved, runner)
+    if checkpointer is not None:
+        checkpointer.best_success = best
+    if saved["training"]["buffer"] is None:
+        print(f"note: {path} holds no replay buffer (checkpoint.save_buffer=false): it starts empty", file=sys.stderr)
+
+
+def other_rank_overrides(environ: dict[str, str]) -> list[str]:
+    """Hydra overrides that send the Hydra files of torchrun ranks > 0 to a scratch dir, so that a job writes one
+    run dir (rank 0's). Appended after the user's overrides, they win over a ``hydra.run.dir=`` given there."""
+    rank = int(environ.get("RANK", "0"))
+    if rank == 0:
+        return []
+    scratch = Path(tempfile.gettempdir()) / f"her-fetch-{environ.get('TORCHELASTIC_RUN_ID', 'job')}" / f"rank{rank}"
+    return [f"hydra.run.dir={scratch}", f"hydra.sweep.dir={scratch}", "hydra.output_subdir=null"]
+
+
+def check_resume_argument(argv: Sequence[str]) -> None:
+    """Exit with an error if ``resume=<dir>`` names no run dir with a checkpoint, before Hydra makes the dir."""
+    for arg in argv:
+        if arg.startswith("resume=") and arg not in ("resume=null", "resume="):
+            run_dir = Path(arg.split("=", 1)[1])
+            if not run_dir.is_dir():
+                problem = "no such run dir"
+            elif not checkpoint.has_resumable(run_dir):
+                problem = f"no checkpoint {checkpoint_path(run_dir)} (the run ended before its first one)"
+            else:
+                continue
+            print(f"error: {arg}: {problem}", file=sys.stderr)
+            sys.exit(2)
+
+
+def run(cfg: DictConfig) -> float:
+    """What ``python scripts/train.py`` does with its composed config: train (or resume), print how it ended,
+    exit 2 on a bad option and 1 on a failure during training; returns the value a sweep optimizes."""
+    run_dir = HydraConfig.get().runtime.output_dir
+    try:
+        if launched_by_torchrun() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise ConfigError("torchrun runs one training on several ranks: start sweeps (-m) without torchrun")
+        overrides = list(HydraConfig.get().overrides.task)
+        if cfg.resume is not None:
+            overrides = [o for o in overrides if not o.startswith("resume=")]
+            cfg = resume_config(cfg.resume, overrides)
+        metrics = train(cfg, run_dir, overrides)
+    except (ConfigError, CheckpointError, EpisodeTerminated) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except (DivergenceError, WriteError, CollectiveFailed, RanksOutOfSync) as err:
+        # Training began and failed; the checkpoints hold the state of before (none is written after the failure).
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+    if int(os.environ.get("RANK", "0")) != 0:  # rank 0 reports
+        return float(metrics.get("eval_success_rate", float("nan")))
+    if metrics["stopped"]:
+        print(f"stopped; checkpoint saved. Resume with: python scripts/train.py resume={shlex.quote(run_dir)}")
+        return float(metrics.get("eval_success_rate", float("nan")))
+    print(
+        f"done: epoch {metrics['epoch']} env_steps {metrics['env_steps']} "
+        f"eval_success_rate {metrics['eval_success_rate']:.3f} wall {metrics['wall_s']:.1f}s -> {run_dir}"
+    )
+    return float(metrics["eval_success_rate"])
