@@ -17,10 +17,9 @@ from agents.acting import HostMLP, HostPolicy
 from agents.networks import CriticEnsemble
 from agents.normalizer import RunningNormalizer
 from agents.optim import Adam
+from agents.precision import PRECISIONS
 from her import validation
 from her.relabel import Transitions
-
-PRECISIONS = ("fp32", "bf16")
 
 
 @torch.no_grad()
@@ -63,9 +62,11 @@ class ActorCriticAgent(ABC):
         n_critics: size of the critic ensemble; TD targets take the minimum over the target critics.
         critic_layer_norm: LayerNorm before each hidden ReLU of the critics.
         norm_eps, norm_clip: observation/goal normalizer std floor and output clip.
-        precision: ``fp32``, or ``bf16``: the networks' forward and backward passes of an update run under
+        precision: ``fp32``; ``bf16``: the networks' forward and backward passes of an update run under
             ``torch.autocast`` in bfloat16 (matrix products in bf16; the networks' outputs, TD targets, losses,
-            weights, gradients and Adam's state stay float32). Acting is always float32.
+            weights, gradients and Adam's state stay float32); ``auto``: the entry point measures which of the
+            two is faster here and sets it (``agents.precision.choose_precision``); until then updates run in
+            fp32. Acting is always float32.
         device: torch device of networks and batches.
     """
 
@@ -87,7 +88,7 @@ class ActorCriticAgent(ABC):
         critic_layer_norm: bool = False,
         norm_eps: float = 0.01,
         norm_clip: float = 5.0,
-        precision: str = "fp32",
+        precision: str = "auto",
         device: str | torch.device = "cpu",
     ) -> None:
         self.obs_dim = validation.positive_int("obs_dim", obs_dim)

@@ -44,7 +44,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from agents.base import PRECISIONS
+PRECISIONS = ("fp32", "bf16")  # the precisions item 3 times side by side
 from envs import env_info, make_env
 from her import HerReplayBuffer, Transitions
 from training.cli import CONFIG_DIR, ConfigError, build_runner, env_options

@@ -1,5 +1,5 @@
-"""``agent.precision=bf16`` on a fixed batch, the runner's target-update and evaluation cadences and random warm-up
-steps."""
+"""``agent.precision``: bf16 on a fixed batch and ``auto``'s measured choice; the runner's target-update and
+evaluation cadences and random warm-up steps."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ from conftest import compose_config
 from test_ddpg import OBS, A, G, batch
 
 from agents import DDPG, SAC, TD3, ActorCriticAgent
-from her import OptionError
-from training.cli import ConfigError, build_runner
+from agents import precision as precision_module
+from agents.precision import choose_precision
+from her import OptionError, checkpoint_file
+from training import cli as training_cli
+from training.cli import ConfigError, build_runner, train
 
 AGENTS = [DDPG, TD3, SAC]
 
@@ -61,7 +64,7 @@ def test_bf16_runs_the_matrix_products_in_bf16():
 
 
 def test_precision_rejects_other_values():
-    with pytest.raises(OptionError, match="precision='fp16' is invalid: expected one of fp32, bf16"):
+    with pytest.raises(OptionError, match="precision='fp16' is invalid: expected one of auto, fp32, bf16"):
         make(DDPG, "fp16")
 
 
@@ -104,7 +107,7 @@ def test_random_steps_act_uniformly_until_that_many_env_steps():
         ("runner.eval_every=1.5", "runner.eval_every=1.5 is invalid: expected an integer > 0"),
         ("buffer.motion_priority=-1", r"buffer.motion_priority=-1 is invalid: expected a number in \[0.0, inf\)"),
         ("buffer.motion_scale=0", "buffer.motion_scale=0 is invalid"),
-        ("agent.precision=half", "agent.precision='half' is invalid: expected one of fp32, bf16"),
+        ("agent.precision=half", "agent.precision='half' is invalid: expected one of auto, fp32, bf16"),
     ],
 )
 def test_new_options_reject_bad_values_naming_them(override, expected):
@@ -146,3 +149,96 @@ def test_presets_with_bf16_run_a_cycle():
     stats = runner.learn(4)
     assert len(stats) == 4 and all(np.isfinite(s["critic_loss"]) for s in stats)
     runner.close()
+
+
+# --- precision=auto: the start-up probe ------------------------------------------------------------------------
+def fake_hardware(monkeypatch, native: bool, rates: dict[str, float] | None = None) -> list[tuple[str, ...]]:
+    """Patch bf16 detection to ``native`` and, with ``rates``, the probe's timings; returns the precisions each
+    probe measured."""
+    measured: list[tuple[str, ...]] = []
+
+    def fake_rates(agent, batch, precisions, *args, **kwargs):
+        measured.append(precisions)
+        assert len(batch.obs) == 16 or len(batch.obs) > 0
+        return {p: rates[p] for p in precisions} if rates is not None else real_rates(agent, batch, precisions)
+
+    real_rates = precision_module.update_rates
+    monkeypatch.setattr(precision_module, "bf16_native", lambda device: native)
+    monkeypatch.setattr(precision_module, "update_rates", fake_rates)
+    return measured
+
+
+def test_auto_chooses_fp32_without_a_probe_where_bf16_is_not_native(monkeypatch):
+    measured = fake_hardware(monkeypatch, native=False, rates={"fp32": 10.0, "bf16": 99.0})
+    choice = choose_precision("auto", make(DDPG, "auto"), 64)
+    assert (choice.chosen, choice.native_bf16, choice.fp32_updates_per_s, choice.bf16_updates_per_s) == (
+        "fp32", False, None, None)  # fmt: skip
+    assert measured == []
+
+
+@pytest.mark.parametrize(("rates", "expected"), [({"fp32": 10.0, "bf16": 19.0}, "bf16"),
+                                                 ({"fp32": 10.0, "bf16": 9.0}, "fp32")])  # fmt: skip
+def test_auto_chooses_the_faster_where_bf16_is_native(monkeypatch, rates, expected):
+    measured = fake_hardware(monkeypatch, native=True, rates=rates)
+    choice = choose_precision("auto", make(DDPG, "auto"), 64)
+    assert choice.chosen == expected and measured == [("fp32", "bf16")]
+    assert choice.record()["fp32_updates_per_s"] == 10.0 and choice.warning() is None
+    assert f"precision: {expected} (auto; native bf16; updates at batch 64: fp32 10.0/s" in choice.describe()
+
+
+def test_explicit_bf16_without_native_bf16_runs_with_a_warning_naming_the_slowdown(monkeypatch):
+    fake_hardware(monkeypatch, native=False, rates={"fp32": 28.0, "bf16": 2.0})
+    choice = choose_precision("bf16", make(DDPG, "bf16"), 1024)
+    assert choice.chosen == "bf16"
+    assert choice.warning() == (
+        "agent.precision=bf16: this device has no native bf16: bf16 updates are 14.0x slower than fp32 here "
+        "(2.0/s against 28.0/s at batch 1024); agent.precision=auto chooses the faster"
+    )
+    assert choose_precision("fp32", make(DDPG, "fp32"), 64).record()["fp32_updates_per_s"] is None  # no probe
+
+
+def test_the_probe_leaves_the_agent_and_torchs_generators_as_they_were():
+    agent = make(SAC, "auto")  # SAC samples actions: its update draws random numbers
+    before = {k: v.clone() for k, v in agent.actor.state_dict().items()}
+    rng_state = torch.get_rng_state()
+    rates = precision_module.update_rates(agent, precision_module.synthetic_batch(agent, 32), ("fp32", "bf16"), 0.05)
+    assert set(rates) == {"fp32", "bf16"} and all(r > 0 for r in rates.values())
+    assert torch.equal(torch.get_rng_state(), rng_state) and agent.n_updates == 0
+    assert all(torch.equal(before[k], v) for k, v in agent.actor.state_dict().items())
+
+
+def small_run(tmp_path, *overrides: str) -> dict:
+    cfg = compose_config("env=PointReach", "buffer.batch_size=16", "torch_threads=1", "progress=false",
+                         "runner.epochs=1", "runner.cycles_per_epoch=2", "runner.updates_per_cycle=2",
+                         "runner.eval_episodes=2", "logger.tensorboard=false", *overrides)  # fmt: skip
+    return train(cfg, run_dir=tmp_path)
+
+
+def saved(run_dir) -> dict:
+    return checkpoint_file.load(run_dir / "checkpoints" / "last.pt")
+
+
+def test_the_choice_lands_in_the_saved_config_and_a_resume_chooses_again(monkeypatch, tmp_path, capsys):
+    """A run that chose bf16 resumes as fp32 on a machine without native bf16, and back; state stays fp32."""
+    fake_hardware(monkeypatch, native=True, rates={"fp32": 10.0, "bf16": 30.0})
+    small_run(tmp_path)
+    probe = saved(tmp_path)["config"]["precision_probe"]
+    assert probe["requested"] == "auto" and probe["chosen"] == "bf16" and probe["bf16_updates_per_s"] == 30.0
+    assert "precision: bf16 (auto; native bf16" in capsys.readouterr().out
+    assert {v.dtype for v in saved(tmp_path)["agent"]["actor"].values()} == {torch.float32}
+    chosen: list[str] = []
+    build = training_cli.build_runner
+
+    def building(*args, **kwargs):
+        runner, info = build(*args, **kwargs)
+        chosen.append(runner.agent.precision)
+        return runner, info
+
+    monkeypatch.setattr(training_cli, "build_runner", building)
+    for native, expected, epochs in ((False, "fp32", 2), (True, "bf16", 3)):
+        fake_hardware(monkeypatch, native=native, rates={"fp32": 10.0, "bf16": 30.0})
+        cfg = training_cli.resume_config(tmp_path, [f"runner.epochs={epochs}"])
+        assert train(cfg, run_dir=tmp_path)["epoch"] == epochs - 1
+        assert chosen[-1] == expected and saved(tmp_path)["config"]["precision_probe"]["chosen"] == expected
+        assert saved(tmp_path)["agent_kwargs"]["precision"] == "auto"
+    assert chosen == ["fp32", "bf16"]

@@ -8,6 +8,7 @@ needs (its saved config, the overrides it accepts).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
@@ -22,14 +23,15 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import get_object, instantiate
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from threadpoolctl import threadpool_limits
 
+from agents.precision import PrecisionChoice, choose_precision
 from envs import EnvInfo, EpisodeTerminated, env_info, env_kwargs, make_env, make_vector_env
 from her import validation
 from training import checkpoint
 from training.checkpoint import Checkpointer, CheckpointError, DivergenceError, RunInfo, WriteError
-from training.distributed import CollectiveFailed, RanksOutOfSync, launched_by_torchrun, rank_seed
+from training.distributed import CollectiveFailed, Distributed, RanksOutOfSync, launched_by_torchrun, rank_seed
 from training.metrics import MetricsLogger
 from training.runner import Runner
 from training.signals import GracefulStop
@@ -65,6 +67,9 @@ KEY_HPARAMS = (
     "runner.updates_per_cycle",
     "env.num_envs",
     "device",
+    "precision_probe.chosen",
+    "precision_probe.fp32_updates_per_s",
+    "precision_probe.bf16_updates_per_s",
 )
 
 # configs/hydra/default.yaml: a resumed run writes into its own dir and keeps its .hydra/ (original config).
@@ -190,6 +195,24 @@ def hparams(cfg: DictConfig, overrides: Sequence[str] = (), world_size: int = 1)
     return values
 
 
+def choose_run_precision(cfg: DictConfig, agent: Any, batch_size: int, distributed: Distributed) -> PrecisionChoice:
+    """Resolve ``agent.precision`` (``auto``: by a probe of ``agent``'s update at ``batch_size``), set it on the
+    agent, record it in ``cfg.precision_probe`` (saved with the run, shown in HParams) and print it (rank 0).
+    Ranks train in one precision: bf16 only where every rank chose it."""
+    choice = _build("agent", choose_precision, agent.precision, agent, batch_size)
+    (someone_fp32,) = distributed.any_rank(choice.chosen != "bf16")
+    if someone_fp32 and choice.chosen == "bf16":
+        choice = dataclasses.replace(choice, chosen="fp32")
+    agent.precision = choice.chosen
+    with open_dict(cfg):
+        cfg.precision_probe = choice.record()
+    if distributed.is_main:
+        print(choice.describe(), flush=True)
+        if (warning := choice.warning()) is not None:
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
+    return choice
+
+
 def build_runner(
     cfg: DictConfig, run_dir: Path | None, resume_step: int | None = None, overrides: Sequence[str] = ()
 ) -> tuple[Runner, EnvInfo]:
@@ -230,6 +253,7 @@ def build_runner(
     agent = _build(
         "agent", instantiate(cfg.agent), info.obs_dim, info.goal_dim, info.action_dim, info.action_max, device=device
     )
+    choose_run_precision(cfg, agent, buffer.batch_size, distributed)
     distributed.attach(agent)
     # Only rank 0 writes files and shows progress; every rank trains on its own envs and buffer.
     writes = run_dir is not None and distributed.is_main

@@ -1,0 +1,171 @@
+"""Which numeric precision an agent's updates run fastest in on the hardware at hand.
+
+``precision=auto`` is resolved here, once per run at start-up: bf16 only where the device has native bf16
+matrix products (a CUDA device that supports bf16; a CPU whose oneDNN has bf16 kernels: AVX-512 BF16 or
+AMX), and only when a short measured probe of the run's own update at its own batch size finds it faster
+than fp32. Everywhere else fp32: emulated bf16 (an AVX2-only CPU) is many times slower.
+
+The probe times copies of the agent on a synthetic batch inside ``torch.random.fork_rng``: the agent, its
+generators and torch's global generators are left as they were, so a run that chose bf16 by probe trains
+exactly as one given ``precision=bf16``.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from her.relabel import Transitions
+
+PRECISIONS = ("auto", "fp32", "bf16")
+"""``auto`` (measured at start-up), ``fp32``, ``bf16`` (matrix products under ``torch.autocast`` in bfloat16)."""
+
+
+class Updating(Protocol):
+    """What the probe needs of an agent: its sizes, device, precision and ``update``."""
+
+    obs_dim: int
+    goal_dim: int
+    action_dim: int
+    action_max: float
+    device: torch.device
+    precision: str
+
+    def update(self, batch: Transitions) -> dict[str, float]: ...
+
+
+def bf16_native(device: torch.device) -> bool:
+    """Whether ``device`` has native bf16 matrix products (on a CPU: oneDNN's bf16 kernels are usable)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def synthetic_batch(agent: Updating, batch_size: int, seed: int = 0) -> Transitions:
+    """A ``batch_size`` batch of the agent's sizes: Gaussian observations and goals, actions in bounds,
+    sparse rewards in ``{-1, 0}``. Drawn from its own generator (no run state is touched)."""
+    rng = np.random.default_rng(seed)
+
+    def normal(dim: int) -> np.ndarray:
+        return rng.standard_normal((batch_size, dim), dtype=np.float32)
+
+    return Transitions(
+        obs=normal(agent.obs_dim),
+        action=rng.uniform(-agent.action_max, agent.action_max, (batch_size, agent.action_dim)).astype(np.float32),
+        reward=-(rng.random(batch_size) < 0.9).astype(np.float32),
+        next_obs=normal(agent.obs_dim),
+        goal=normal(agent.goal_dim),
+    )
+
+
+def update_rates(
+    agent: Updating,
+    batch: Transitions,
+    precisions: tuple[str, ...],
+    budget_s: float = 0.6,
+    warmup: int = 2,
+    rounds: tuple[int, int] = (3, 20),
+) -> dict[str, float]:
+    """Updates/s of copies of ``agent`` set to each of ``precisions`` on ``batch``: ``warmup`` untimed updates
+    each (oneDNN picks its kernels on the first calls), then alternating rounds of one update each, at least
+    ``rounds[0]``, and more until ``budget_s`` has passed or ``rounds[1]`` are done; each rate is one over the
+    median seconds of an update."""
+    sync = torch.cuda.synchronize if agent.device.type == "cuda" else (lambda: None)
+    devices = [agent.device] if agent.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        copies = {}
+        for precision in precisions:
+            copies[precision] = copy.deepcopy(agent)
+            copies[precision].precision = precision
+            for _ in range(warmup):
+                copies[precision].update(batch)
+        seconds: dict[str, list[float]] = {p: [] for p in precisions}
+        start = time.perf_counter()
+        low, high = rounds
+        while (n := len(seconds[precisions[0]])) < low or (n < high and time.perf_counter() - start < budget_s):
+            for precision, agent_copy in copies.items():
+                sync()
+                t0 = time.perf_counter()
+                agent_copy.update(batch)
+                sync()
+                seconds[precision].append(time.perf_counter() - t0)
+    return {p: 1.0 / float(np.median(s)) for p, s in seconds.items()}
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """The precision a run trains in, how it was chosen, and the measured update rates (updates/s at the
+    run's batch size; ``None``: not measured)."""
+
+    requested: str
+    chosen: str
+    native_bf16: bool
+    batch_size: int
+    fp32_updates_per_s: float | None = None
+    bf16_updates_per_s: float | None = None
+    probe_s: float = 0.0
+
+    def record(self) -> dict[str, Any]:
+        """The choice as plain values (the saved config's ``precision_probe`` and TensorBoard's HParams)."""
+        return {
+            "requested": self.requested,
+            "chosen": self.chosen,
+            "native_bf16": self.native_bf16,
+            "batch_size": self.batch_size,
+            "fp32_updates_per_s": _rounded(self.fp32_updates_per_s),
+            "bf16_updates_per_s": _rounded(self.bf16_updates_per_s),
+            "probe_s": round(self.probe_s, 3),
+        }
+
+    def describe(self) -> str:
+        """One line for the start of a run's log."""
+        rates = ", ".join(
+            f"{p} {r:.1f}/s"
+            for p, r in (("fp32", self.fp32_updates_per_s), ("bf16", self.bf16_updates_per_s))
+            if r is not None
+        )
+        measured = f"; updates at batch {self.batch_size}: {rates} (probe {self.probe_s:.2f} s)" if rates else ""
+        native = "native bf16" if self.native_bf16 else "no native bf16"
+        return f"precision: {self.chosen} ({self.requested}; {native}{measured})"
+
+    def warning(self) -> str | None:
+        """A warning when bf16 was asked for where it is measured slower than fp32."""
+        if self.chosen != "bf16" or self.fp32_updates_per_s is None or self.bf16_updates_per_s is None:
+            return None
+        slowdown = self.fp32_updates_per_s / self.bf16_updates_per_s
+        if slowdown <= 1.0:
+            return None
+        native = "" if self.native_bf16 else "this device has no native bf16: "
+        return (
+            f"agent.precision=bf16: {native}bf16 updates are {slowdown:.1f}x slower than fp32 here "
+            f"({self.bf16_updates_per_s:.1f}/s against {self.fp32_updates_per_s:.1f}/s at batch {self.batch_size}); "
+            "agent.precision=auto chooses the faster"
+        )
+
+
+def choose_precision(requested: str, agent: Updating, batch_size: int, budget_s: float = 0.6) -> PrecisionChoice:
+    """Resolve ``requested`` (``auto``, ``fp32`` or ``bf16``) for ``agent`` at ``batch_size``.
+
+    ``auto``: fp32 without a probe where bf16 is not native; else the faster of the two in a probe of about
+    ``budget_s``. ``bf16`` where it is not native: kept, with both rates measured for a warning. ``fp32``,
+    and ``bf16`` where native: kept, no probe."""
+    native = bf16_native(agent.device)
+    measure: tuple[str, ...] = ()
+    if requested == "auto" and native or requested == "bf16" and not native:
+        measure = ("fp32", "bf16")
+    start = time.perf_counter()
+    rates = update_rates(agent, synthetic_batch(agent, batch_size), measure, budget_s) if measure else {}
+    probe_s = time.perf_counter() - start
+    chosen = requested
+    if requested == "auto":
+        chosen = "bf16" if rates and rates["bf16"] > rates["fp32"] else "fp32"
+    return PrecisionChoice(requested, chosen, native, batch_size, rates.get("fp32"), rates.get("bf16"), probe_s)
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
