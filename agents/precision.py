@@ -1,4 +1,4 @@
-"""Which numeric precision an agent's updates run fastest in on the hardware at hand.
+"""Which numeric precision an agent's updates run fastest in on the hardware at hand, and what an update costs.
 
 ``precision=auto`` is resolved here, once per run at start-up: bf16 only where the device has native bf16
 matrix products (a CUDA device that supports bf16; a CPU whose oneDNN has bf16 kernels: AVX-512 BF16 or
@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from her.relabel import Transitions
 
@@ -169,3 +170,17 @@ def choose_precision(requested: str, agent: Updating, batch_size: int, budget_s:
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
+
+
+def update_flops(agent: Updating, batch_size: int, updates: int = 2) -> float:
+    """Floating-point operations of one update at ``batch_size``: the mean over ``updates`` updates (2 covers
+    TD3's actor updates every other step) of a copy of ``agent`` in fp32, matrix products counted by torch's
+    ``FlopCounterMode`` (elementwise work, a few percent, is left out)."""
+    with torch.random.fork_rng(devices=[agent.device] if agent.device.type == "cuda" else []):
+        agent_copy = copy.deepcopy(agent)
+        agent_copy.precision = "fp32"
+        batch = synthetic_batch(agent_copy, batch_size)
+        with FlopCounterMode(display=False) as counter:
+            for _ in range(updates):
+                agent_copy.update(batch)
+    return counter.get_total_flops() / updates

@@ -10,7 +10,9 @@ Measured, in one run:
   3. updates/s inside the runner (sampling + update) vs the same update in an isolated torch loop, in 10
      alternating rounds of 20 updates (medians);
      and the isolated update in fp32 and in bf16 (``agent.precision``) at the config's batch size, from the
-     same weights, in alternating rounds (medians), with their ratio;
+     same weights, in alternating rounds (medians), with their ratio; ``agent.precision=auto``'s choice and
+     its start-up probe; each rate also as GFLOP/s, from the FLOPs of one update (``update_flops``), with
+     the update's FLOPs per sample and per env step of the config's recipe;
   4. relabel-sampler batches/s at batch 256 and 1024 from a full 1M-transition buffer (median of 20 windows),
      one batch per call, and at batch 256 drawn a cycle's ``runner.updates_per_cycle`` batches per call;
   5. seconds from process start to eval success >= 0.9 of ``scripts/train.py`` (FetchReach by default),
@@ -18,6 +20,8 @@ Measured, in one run:
   6. peak memory (RSS) and threads;
   7. memory over a long run: RSS while training with a small buffer (``--memory-buffer`` transitions) that
      fills and is overwritten ``--memory-wraps`` times; a preallocated buffer keeps it flat once full.
+The machine is recorded with the results: CPU model, the instruction set torch's CPU kernels use, whether
+bf16 is native, torch threads (and the GPU, with ``device=cuda``). ``--update-only`` measures item 3 alone.
 Rates (1) and (2) are measured in ``--rounds`` alternating rounds of one episode per env each; rates are
 medians over rounds and ratios medians of each round's own ratio, so that a slow spell of the machine falls
 on both sides of a ratio.
@@ -29,6 +33,7 @@ import argparse
 import copy
 import json
 import os
+import platform
 import resource
 import subprocess
 import sys
@@ -44,11 +49,13 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-PRECISIONS = ("fp32", "bf16")  # the precisions item 3 times side by side
+from agents.precision import bf16_native, update_flops
 from envs import env_info, make_env
 from her import HerReplayBuffer, Transitions
 from training.cli import CONFIG_DIR, ConfigError, build_runner, env_options
 from training.runner import Runner
+
+PRECISIONS = ("fp32", "bf16")  # the precisions item 3 times side by side
 
 
 def load_config(overrides: list[str]) -> DictConfig:
@@ -162,6 +169,56 @@ def precision_rates(runner: Runner, rounds: int, n: int) -> dict[str, float]:
     }
 
 
+ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+"""The CPU flags that decide fp32 and bf16 matrix-product speed."""
+
+
+def cpu_model() -> tuple[str, list[str]]:
+    """The CPU's model name (with family and model numbers where the name is generic) and which of
+    ``ISA_FLAGS`` it has, from ``/proc/cpuinfo`` on Linux; elsewhere what ``platform`` knows."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return platform.processor() or platform.machine(), []
+    name = fields.get("model name", platform.machine())
+    if "cpu family" in fields:
+        name += f" (family {fields['cpu family']}, model {fields.get('model', '?')})"
+    flags = set(fields.get("flags", "").split())
+    return name, [f for f in ISA_FLAGS if f in flags]
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    """What the update rates depend on: CPU model, the ISA torch's CPU kernels use, native bf16, threads."""
+    name, flags = cpu_model()
+    info: dict[str, Any] = {
+        "cpu_model": name,
+        "cpu_isa_flags": flags,
+        "cpu_count": os.cpu_count(),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "bf16_native": bf16_native(device),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def update_costs(cfg: DictConfig, runner: Runner, results: dict[str, Any]) -> None:
+    """Add the FLOPs of one update and of ``cfg``'s recipe per env step, and each update rate as GFLOP/s."""
+    batch = runner.buffer.batch_size
+    flops = update_flops(runner.agent, batch)
+    samples_per_env_step = batch * cfg.runner.updates_per_cycle / (cfg.runner.episodes_per_cycle * runner.horizon)
+    results["update_mflop_per_sample"] = flops / batch / 1e6
+    results["samples_per_env_step"] = samples_per_env_step
+    results["update_gflop_per_env_step"] = flops / batch * samples_per_env_step / 1e9
+    for key in ("runner_updates_per_s", "isolated_updates_per_s", "fp32_updates_per_s", "bf16_updates_per_s"):
+        if key in results:
+            results[key.replace("updates_per_s", "gflop_per_s")] = results[key] * flops / 1e9
+
+
 def full_buffer(env_id: str, size: int, kwargs: dict[str, Any] | None = None) -> HerReplayBuffer:
     """A ``size``-transition HER buffer of the shapes of ``env_id`` (made with ``kwargs``), filled with random
     contents."""
@@ -265,6 +322,29 @@ def memory_over_wraps(cfg: DictConfig, wraps: int) -> dict[str, Any]:
     }
 
 
+def measure_updates(cfg: DictConfig, quick: bool, results: dict[str, Any]) -> None:
+    """Item 3 into ``results``: the machine, update rates in and outside the runner, fp32 against bf16,
+    ``agent.precision``'s choice (``auto``: by the start-up probe), and the rates as GFLOP/s."""
+    in_runner, isolated, update_ratio, runner = update_rates(cfg, 1 if quick else 10, 5 if quick else 20)
+    results.update(machine(runner.agent.device))
+    results["runner_updates_per_s"] = in_runner
+    results["isolated_updates_per_s"] = isolated
+    results["update_ratio"] = update_ratio
+    results["batch_size"] = runner.buffer.batch_size
+    results["precision"] = runner.agent.precision
+    probe = cfg.get("precision_probe") or {}
+    results["precision_probe_s"] = probe.get("probe_s")
+    precision = precision_rates(runner, 1 if quick else 10, 5 if quick else 20)
+    results["fp32_updates_per_s"] = precision["fp32"]
+    results["bf16_updates_per_s"] = precision["bf16"]
+    results["bf16_to_fp32_ratio"] = precision["ratio"]
+    faster = max(PRECISIONS, key=lambda p: precision[p])
+    results["chosen_to_faster_ratio"] = precision[str(runner.agent.precision)] / precision[faster]
+    update_costs(cfg, runner, results)
+    results["threads"] = threading.active_count()
+    runner.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="benchmark.json", help="where to write the JSON results")
@@ -278,6 +358,7 @@ def main() -> None:
     parser.add_argument("--memory-buffer", type=int, default=1000, help="buffer transitions for item 7")
     parser.add_argument("--memory-wraps", type=int, default=50, help="times item 7 overwrites its full buffer")
     parser.add_argument("--memory-only", action="store_true", help="measure item 7 only")
+    parser.add_argument("--update-only", action="store_true", help="measure item 3 only (update rates, precision)")
     parser.add_argument("overrides", nargs="*", help="train.py overrides, e.g. env=FetchPush env.num_envs=2")
     args = parser.parse_args()
     if args.sampler_size < 50_000:
@@ -298,10 +379,13 @@ def main() -> None:
         "overrides": args.overrides,
         "num_envs": int(cfg.env.num_envs),
         "vectorization": str(cfg.env.vectorization),
-        "cpu_count": os.cpu_count(),
         "device": str(cfg.device),
         "torch": torch.__version__,
     }
+    if args.update_only:
+        measure_updates(cfg, quick, results)
+        write_results(results, args.out)
+        return
 
     # --quick: two episodes of 50 steps in the buffer, and 2 updates a cycle
     memory = ["buffer.size=100", "runner.updates_per_cycle=2"] if quick else [f"buffer.size={args.memory_buffer}"]
@@ -322,19 +406,7 @@ def main() -> None:
     results["parallel_num_envs"] = args.parallel
     results["parallel_collect_steps_per_s"] = rates["parallel"]
     results["parallel_ratio_to_collect"] = rates["parallel_ratio"]
-    in_runner, isolated, update_ratio, runner = update_rates(cfg, 1 if quick else 10, 5 if quick else 20)
-    results["torch_threads"] = torch.get_num_threads()
-    results["runner_updates_per_s"] = in_runner
-    results["isolated_updates_per_s"] = isolated
-    results["update_ratio"] = update_ratio
-    results["batch_size"] = runner.buffer.batch_size
-    results["precision"] = runner.agent.precision
-    precision = precision_rates(runner, 1 if quick else 10, 5 if quick else 20)
-    results["fp32_updates_per_s"] = precision["fp32"]
-    results["bf16_updates_per_s"] = precision["bf16"]
-    results["bf16_to_fp32_ratio"] = precision["ratio"]
-    results["threads"] = threading.active_count()
-    runner.close()
+    measure_updates(cfg, quick, results)
 
     size = 20_000 if quick else args.sampler_size
     results["sampler_buffer_transitions"] = size

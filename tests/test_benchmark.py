@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -24,14 +26,20 @@ def test_benchmark_quick_writes_positive_figures_and_the_configured_sizes(tmp_pa
                 "parallel_collect_steps_per_s", "parallel_ratio_to_collect",
                 "sampler_batches_per_s_256", "sampler_batches_per_s_1024", "sampler_batches_per_s_256_per_cycle",
                 "sampler_cycle_batches", "fp32_updates_per_s", "bf16_updates_per_s", "bf16_to_fp32_ratio",
-                "peak_rss_mb", "threads", "rss_full_mb", "rss_end_mb", "memory_cycles"):  # fmt: skip
+                "peak_rss_mb", "threads", "rss_full_mb", "rss_end_mb", "memory_cycles", "update_mflop_per_sample",
+                "update_gflop_per_env_step", "runner_gflop_per_s", "fp32_gflop_per_s", "bf16_gflop_per_s",
+                "chosen_to_faster_ratio"):  # fmt: skip
         assert result[key] > 0, key
     assert len(result["rss_samples_mb"]) == 3  # full once, then overwritten twice (--quick)
     # fixed by the config (configs/env/PointReach.yaml) and the options
     assert result["env"] == "PointReach-v0" and result["overrides"] == ["env=PointReach"]
     assert (result["num_envs"], result["vectorization"], result["device"]) == (1, "sync", "cpu")
     assert result["batch_size"] == 128 and result["sampler_cycle_batches"] == 20  # runner.updates_per_cycle
-    assert result["precision"] == "fp32"  # agent.precision
+    assert result["precision"] in ("fp32", "bf16")  # agent.precision=auto's choice
+    assert result["samples_per_env_step"] == 128 * 20 / 50  # batch x updates per cycle / env steps per cycle
+    gflop = result["runner_gflop_per_s"] / result["runner_updates_per_s"]
+    assert gflop == pytest.approx(result["update_mflop_per_sample"] * 128 / 1e3)
+    assert result["cpu_model"] and isinstance(result["bf16_native"], bool) and result["torch_cpu_capability"]
     assert result["parallel_num_envs"] == 2 and result["sampler_buffer_transitions"] == 20_000  # --quick
     assert result["torch_threads"] == os.cpu_count() and result["cpu_count"] == os.cpu_count()
     assert result["solve_env"] == "PointReach" and result["solve_seeds"] == [0]

@@ -242,3 +242,15 @@ def test_the_choice_lands_in_the_saved_config_and_a_resume_chooses_again(monkeyp
         assert chosen[-1] == expected and saved(tmp_path)["config"]["precision_probe"]["chosen"] == expected
         assert saved(tmp_path)["agent_kwargs"]["precision"] == "auto"
     assert chosen == ["fp32", "bf16"]
+
+
+def test_update_flops_count_the_matrix_products_of_an_update():
+    agent = make(DDPG, "auto")
+    one, two = precision_module.update_flops(agent, 32), precision_module.update_flops(agent, 64)
+    assert two == 2 * one  # linear in the batch
+    in_dim, forward = OBS + G, 0
+    for dims in ((in_dim, 64, 64, A), (in_dim + A, 64, 64, 1)):  # one forward pass each of actor and critic
+        forward += sum(2 * a * b for a, b in zip(dims[:-1], dims[1:])) * 32
+    # target actor and critic, critic, actor and critic through it: 5 forward passes, and backward passes
+    # that cost up to twice their forward
+    assert 2.5 * forward < one < 5 * forward
