@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-from test_agents import assert_states_equal
+from helpers.state_dicts import assert_states_equal
 from torch import nn
 
 from agents import DDPG, SAC, TD3
