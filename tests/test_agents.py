@@ -7,7 +7,8 @@ import copy
 import numpy as np
 import pytest
 import torch
-from test_ddpg import OBS, A, B, G, batch
+from helpers.fixed_batch import OBS, A, B, G, batch
+from helpers.state_dicts import assert_states_equal
 
 from agents import DDPG, SAC, TD3, ActorCriticAgent
 from agents.base import frozen
@@ -25,26 +26,6 @@ def make(cls: type[ActorCriticAgent], seed: int = 0, **kw) -> ActorCriticAgent:
 def binomial_margin(p: float, n: int) -> float:
     """Four standard errors of a fraction estimated from ``n`` draws of probability ``p``."""
     return 4.0 * np.sqrt(p * (1.0 - p) / n)
-
-
-def assert_states_equal(a, b, where: str = "state") -> None:
-    """Two ``state_dict`` trees hold the same keys and bit-identical tensors, arrays and numbers."""
-    if isinstance(a, dict):
-        assert isinstance(b, dict) and set(a) == set(b), (where, sorted(a), sorted(b))
-        for key in a:
-            assert_states_equal(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_states_equal(x, y, f"{where}[{i}]")
-    elif isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), where
-    elif isinstance(a, np.ndarray):
-        np.testing.assert_array_equal(a, b, err_msg=where)
-    elif isinstance(a, float) and np.isnan(a):
-        assert np.isnan(b), where
-    else:
-        assert a == b, (where, a, b)
 
 
 def params(module: torch.nn.Module) -> list[torch.Tensor]:

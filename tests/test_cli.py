@@ -10,29 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.train_cli import ROOT, TINY, run_train
 
 from her import checkpoint_file
-
-ROOT = Path(__file__).resolve().parent.parent
-TINY = [
-    "runner.epochs=2",
-    "runner.cycles_per_epoch=2",
-    "runner.episodes_per_cycle=2",
-    "runner.updates_per_cycle=2",
-    "runner.eval_episodes=2",
-    "progress=false",
-]
-
-
-def run_train(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "train.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def test_smoke_run_writes_metrics_tensorboard_config_and_policy(tmp_path):

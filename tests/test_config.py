@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -211,3 +212,99 @@ def test_every_agent_option_in_the_yaml_is_a_constructor_argument(agent):
         "action_max",
         "device",
     }
+
+
+# Preset groups set values on purpose (per env, per experiment, per search); the option groups' files give the
+# defaults, and those must be the defaults of the code they configure.
+PRESET_DIRS = ("experiment", "tuning", "env", "hparams_search", "hydra")
+# Groups without a ``_target_``: the callable train() hands their keys to.
+UNTARGETED = {"checkpoint": "training.checkpoint.Checkpointer", "logger": "training.metrics.MetricsLogger"}
+# Keys whose parameter has no default in Python: a caller must choose (the config gives the CLI's choice).
+REQUIRED = {"buffer/her.yaml: size"}
+
+
+def parameter_defaults(fn) -> dict[str, object]:
+    """``fn``'s keyword parameters and their defaults (``inspect.Parameter.empty`` when required); for a class,
+    its constructor's, following ``**kwargs`` up to the base classes that receive them (a subclass's own
+    default wins)."""
+    inits = [c.__dict__["__init__"] for c in fn.__mro__ if "__init__" in c.__dict__] if isinstance(fn, type) else [fn]
+    defaults: dict[str, object] = {}
+    for init in inits:
+        params = list(inspect.signature(init).parameters.values())[1 if isinstance(fn, type) else 0 :]  # no self
+        for p in params:
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                defaults.setdefault(p.name, p.default)
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return defaults
+
+
+def targeted_nodes(node, where: str):
+    """``(where, target, node)`` for ``node`` and every mapping below it that has a ``_target_``."""
+    if isinstance(node, dict):
+        if "_target_" in node:
+            yield where, node["_target_"], node
+        for key, value in node.items():
+            yield from targeted_nodes(value, f"{where}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from targeted_nodes(value, f"{where}[{i}]")
+
+
+def same_value(yaml_value, default) -> bool:
+    """YAML lists stand for tuples; a bool equals only a bool (``True == 1`` in Python)."""
+    if isinstance(yaml_value, bool) or isinstance(default, bool):
+        return type(yaml_value) is type(default) and yaml_value == default
+    if isinstance(yaml_value, list) and isinstance(default, (list, tuple)):
+        return len(yaml_value) == len(default) and all(map(same_value, yaml_value, default))
+    return yaml_value == default
+
+
+def option_files() -> list[Path]:
+    root = Path(CONFIG_DIR)
+    return sorted(p for p in root.rglob("*.yaml") if p.relative_to(root).parts[0] not in PRESET_DIRS)
+
+
+def configured_targets() -> list[tuple[str, str, dict]]:
+    found = []
+    for path in option_files():
+        name = str(path.relative_to(CONFIG_DIR))
+        node = yaml.safe_load(path.read_text()) or {}
+        found += list(targeted_nodes(node, name))
+        if path.parent.name in UNTARGETED:
+            found.append((name, UNTARGETED[path.parent.name], node))
+    return found
+
+
+def test_parameter_defaults_follow_kwargs_to_the_base_class():
+    from agents import SAC
+
+    defaults = parameter_defaults(SAC)
+    assert defaults["n_critics"] == 2 and defaults["gamma"] == 0.98  # SAC's own default wins; the base's shows
+    assert defaults["obs_dim"] is inspect.Parameter.empty and "self" not in defaults
+    assert same_value([256, 256], (256, 256)) and not same_value(1, True) and not same_value(0.1, 1.0)
+
+
+def test_the_default_check_covers_every_option_group():
+    checked = {where.split("/")[0] for where, _, _ in configured_targets()}
+    assert {"agent", "buffer", "runner", "distributed", "checkpoint", "logger"} <= checked
+
+
+@pytest.mark.parametrize(("where", "target", "node"), [pytest.param(*t, id=t[0]) for t in configured_targets()])
+def test_yaml_defaults_are_the_code_defaults(where, target, node):
+    """Someone who builds a class in Python gets what the CLI gets: each key a group's yaml sets that its target
+    takes as a keyword has the same value as the parameter's default."""
+    from hydra.utils import get_object
+
+    defaults = parameter_defaults(get_object(target))
+    keys = [key for key in node if not key.startswith("_")]
+    assert [key for key in keys if key not in defaults] == [], f"{where}: keys {target} does not take"
+    differ, required = [], []
+    for key in keys:
+        value = node[key]
+        if defaults[key] is inspect.Parameter.empty:
+            required.append(f"{where}: {key}")
+        elif not same_value(value, defaults[key]):
+            differ.append(f"{key}: yaml {value!r}, {target} {defaults[key]!r}")
+    assert differ == [], where
+    assert set(required) <= REQUIRED, f"{where}: keys without a default in {target}"

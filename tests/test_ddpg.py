@@ -5,22 +5,10 @@ import copy
 import numpy as np
 import pytest
 import torch
+from helpers.fixed_batch import OBS, A, G, batch
 
 from agents import DDPG
-from her import OptionError, Transitions
-
-OBS, G, A, B = 5, 3, 2, 32
-
-
-def batch(seed: int = 0) -> Transitions:
-    rng = np.random.default_rng(seed)
-    return Transitions(
-        obs=rng.normal(size=(B, OBS)).astype(np.float32),
-        action=rng.uniform(-2, 2, (B, A)).astype(np.float32),
-        reward=-rng.integers(0, 2, B).astype(np.float32),
-        next_obs=rng.normal(size=(B, OBS)).astype(np.float32),
-        goal=rng.normal(size=(B, G)).astype(np.float32),
-    )
+from her import OptionError
 
 
 def agent(**kw) -> DDPG:

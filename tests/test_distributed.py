@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import os
 import re
 import signal
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-from test_agents import assert_states_equal
+from helpers.state_dicts import assert_states_equal
 from torch import nn
 
 from agents import DDPG, SAC, TD3
@@ -210,7 +211,7 @@ def test_two_gloo_ranks_stay_identical_and_share_normalizer_statistics(tmp_path)
     for name in ("TD3", "SAC"):
         a, b = ({k: v for k, v in r["replicas"][name].items() if k not in local} for r in (r0, r1))
         assert_states_equal(a, b, name)
-    assert r0["replicas"]["SAC"]["temperature"]["log_alpha"] != 0.0  # alpha moved from its initial 1.0
+    assert r0["replicas"]["SAC"]["temperature"]["log_alpha"] != math.log(0.1)  # alpha moved from its initial 0.1
     assert r0["replicas"]["SAC"]["alpha_opt"]["state"]
 
 

@@ -145,3 +145,38 @@ def test_public_names_import_from_the_package_roots():
     from her import HerReplayBuffer, HindsightExperienceReplay, sample_her_transitions
 
     assert all(callable(x) for x in (load_policy, HerReplayBuffer, HindsightExperienceReplay, sample_her_transitions))
+
+
+TESTS = ROOT / "tests"
+
+
+def imported_test_modules(path: Path) -> set[str]:
+    """The test modules (``tests/test_*.py``, by their bare names) that ``path`` imports."""
+    test_modules = {p.stem for p in TESTS.glob("test_*.py")}
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = (node.module or "").removeprefix("tests.").removeprefix("tests")
+            names = [base] + [f"{base}.{alias.name}".lstrip(".") for alias in node.names]
+        else:
+            continue
+        found |= {name.removeprefix("tests.") for name in names} & test_modules
+    return found
+
+
+def test_no_test_module_imports_another():
+    """Shared test code lives in tests/conftest.py and tests/helpers/, so each test module stands alone."""
+    importing = {
+        str(path.relative_to(ROOT)): sorted(modules)
+        for path in sorted(TESTS.rglob("*.py"))
+        if (modules := imported_test_modules(path))
+    }
+    assert importing == {}
+
+
+def test_the_test_import_check_finds_planted_imports(tmp_path):
+    planted = tmp_path / "planted.py"
+    planted.write_text("from test_ddpg import batch\nimport test_cli\nfrom tests import test_agents\nimport helpers\n")
+    assert imported_test_modules(planted) == {"test_ddpg", "test_cli", "test_agents"}

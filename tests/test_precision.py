@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import compose_config
-from test_ddpg import OBS, A, G, batch
+from helpers.fixed_batch import OBS, A, G, batch
 
 from agents import DDPG, SAC, TD3, ActorCriticAgent
 from agents import precision as precision_module

@@ -7,7 +7,7 @@ import os
 
 import pytest
 import yaml
-from test_cli import ROOT, TINY, run_train
+from helpers.train_cli import ROOT, TINY, run_train
 
 from training.sweep import collect, format_table, summary
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import compose_config
-from test_cli import run_train
+from helpers.train_cli import run_train
 
 from training.cli import resume_config, train
 from training.metrics import read_records
