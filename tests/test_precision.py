@@ -254,3 +254,28 @@ def test_update_flops_count_the_matrix_products_of_an_update():
     # target actor and critic, critic, actor and critic through it: 5 forward passes, and backward passes
     # that cost up to twice their forward
     assert 2.5 * forward < one < 5 * forward
+
+
+def test_by_precision_sets_the_chosen_precisions_options(monkeypatch, tmp_path):
+    table = "by_precision={fp32: {buffer.batch_size: 8, runner.updates_per_cycle: 3}, bf16: {buffer.batch_size: 32}}"
+    for native, size, updates in ((False, 8, 3), (True, 32, 2)):
+        fake_hardware(monkeypatch, native=native, rates={"fp32": 10.0, "bf16": 30.0})
+        run_dir = tmp_path / str(native)
+        small_run(run_dir, table)
+        config = saved(run_dir)["config"]
+        assert (config["buffer"]["batch_size"], config["runner"]["updates_per_cycle"]) == (size, updates)
+        assert saved(run_dir)["counters"]["updates"] == 2 * updates  # 2 cycles
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ("{fp16: {buffer.batch_size: 8}}", "by_precision.fp16 is invalid: expected fp32 or bf16"),
+        ("{fp32: {agent.hidden: [8]}}", "by_precision.fp32: agent.hidden is not an option it can set"),
+        ("{fp32: {buffer.batchsize: 8}}", "by_precision.fp32: buffer.batchsize is not an option it can set"),
+        ("{fp32: 512}", "by_precision.fp32=512 is invalid: expected a mapping of options"),
+    ],
+)
+def test_by_precision_refuses_what_it_cannot_set(table, expected):
+    with pytest.raises(ConfigError, match=expected):
+        point_runner(f"by_precision={table}")

@@ -53,7 +53,7 @@ KEY_HPARAMS = (
     "env.id",
     "agent._target_",
     "seed",
-    "agent.batch_size",
+    "buffer.batch_size",
     "agent.lr_actor",
     "agent.lr_critic",
     "agent.gamma",
@@ -195,15 +195,44 @@ def hparams(cfg: DictConfig, overrides: Sequence[str] = (), world_size: int = 1)
     return values
 
 
+BY_PRECISION_GROUPS = ("buffer", "runner")
+"""The config groups whose options ``by_precision`` may set (built after the precision is chosen)."""
+
+
+def precision_options(cfg: DictConfig) -> dict[str, dict[str, Any]]:
+    """``cfg.by_precision`` checked: ``{fp32|bf16: {"buffer.key" or "runner.key": value}}`` for existing keys."""
+    node = cfg.get("by_precision") or {}
+    table = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    if not isinstance(table, dict):
+        raise ConfigError(f"by_precision={table!r} is invalid: expected a mapping of fp32/bf16 to options")
+    for precision, options in table.items():
+        if precision not in ("fp32", "bf16"):
+            raise ConfigError(f"by_precision.{precision} is invalid: expected fp32 or bf16")
+        if not isinstance(options, dict):
+            raise ConfigError(f"by_precision.{precision}={options!r} is invalid: expected a mapping of options")
+        for key in options:
+            group = str(key).split(".", 1)[0]
+            if group not in BY_PRECISION_GROUPS or OmegaConf.select(cfg, str(key), default=_ABSENT) is _ABSENT:
+                raise ConfigError(
+                    f"by_precision.{precision}: {key} is not an option it can set "
+                    f"(an existing option of {' or '.join(BY_PRECISION_GROUPS)})"
+                )
+    return table
+
+
 def choose_run_precision(cfg: DictConfig, agent: Any, batch_size: int, distributed: Distributed) -> PrecisionChoice:
     """Resolve ``agent.precision`` (``auto``: by a probe of ``agent``'s update at ``batch_size``), set it on the
-    agent, record it in ``cfg.precision_probe`` (saved with the run, shown in HParams) and print it (rank 0).
-    Ranks train in one precision: bf16 only where every rank chose it."""
+    agent, apply the chosen precision's ``by_precision`` options to ``cfg``, record the choice in
+    ``cfg.precision_probe`` (saved with the run, shown in HParams) and print it (rank 0). Ranks train in one
+    precision: bf16 only where every rank chose it."""
+    options = precision_options(cfg)
     choice = _build("agent", choose_precision, agent.precision, agent, batch_size)
     (someone_fp32,) = distributed.any_rank(choice.chosen != "bf16")
     if someone_fp32 and choice.chosen == "bf16":
         choice = dataclasses.replace(choice, chosen="fp32")
     agent.precision = choice.chosen
+    for key, value in options.get(choice.chosen, {}).items():
+        OmegaConf.update(cfg, key, value)
     with open_dict(cfg):
         cfg.precision_probe = choice.record()
     if distributed.is_main:
@@ -241,6 +270,12 @@ def build_runner(
     local = train_env.envs[0] if isinstance(train_env, gym.vector.SyncVectorEnv) else make_env(env_cfg.id, **kwargs)
     info = env_info(local)
 
+    agent = _build(
+        "agent", instantiate(cfg.agent), info.obs_dim, info.goal_dim, info.action_dim, info.action_max, device=device
+    )
+    # The precision is chosen before the buffer and runner are built: by_precision may set their options.
+    choose_run_precision(cfg, agent, _build("buffer", validation.positive_int, "batch_size", cfg.buffer.batch_size),
+                         distributed)  # fmt: skip
     buffer = _build(
         "buffer",
         instantiate(cfg.buffer),
@@ -250,10 +285,6 @@ def build_runner(
         action_dim=info.action_dim,
         reward_fn=info.compute_reward,
     )
-    agent = _build(
-        "agent", instantiate(cfg.agent), info.obs_dim, info.goal_dim, info.action_dim, info.action_max, device=device
-    )
-    choose_run_precision(cfg, agent, buffer.batch_size, distributed)
     distributed.attach(agent)
     # Only rank 0 writes files and shows progress; every rank trains on its own envs and buffer.
     writes = run_dir is not None and distributed.is_main
