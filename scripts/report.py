@@ -1,7 +1,8 @@
-"""Build the measured tables and curves of docs/results.md from the committed run data in docs/results/.
+"""Build the measured tables and curves of docs/results.md, and README.md's figures, from the committed run
+data in docs/results/.
 
-    python scripts/report.py            # rewrite the generated blocks of docs/results.md and their curves
-    python scripts/report.py --check    # exit 1 if docs/results.md differs from what the data gives
+    python scripts/report.py            # rewrite the generated blocks of docs/results.md and README.md, and the curves
+    python scripts/report.py --check    # exit 1 if either doc differs from what the data gives
 
 ``docs/results/report.yaml`` lists the sections: each names its runs (dirs below docs/results/ holding a
 ``metrics.jsonl`` and the run's resolved ``config.yaml``), the threshold and the env-step milestones of its
@@ -15,11 +16,18 @@ section with ``label_keys`` (config keys such as ``buffer.motion_priority``) is 
 those keys' values from the run's config, and the runs that share them get their own mean row; a section's
 ``label_defaults`` (key -> value) gives the value of a label key for runs whose config lacks it (runs made before
 the option existed, which ran as its default).
+
+``readme`` in ``report.yaml`` lists README.md's figures, each from one section's runs: a bullet with the eval
+success rate (the same window means as the section's table) at ``at`` env steps (``null``: at the end of each
+run), the env steps and training time at which it first reached the section's threshold, and the training time to
+``at``, linked to the section in docs/results.md. They stand in README.md between ``<!-- report:readme -->`` and
+``<!-- /report:readme -->``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -35,6 +43,8 @@ from training.metrics import read_records
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "docs" / "results"
 DOC = ROOT / "docs" / "results.md"
+README = ROOT / "README.md"
+README_BLOCK = "readme"
 
 
 class ReportError(Exception):
@@ -210,10 +220,10 @@ def section_block(section: Section, data: Path) -> tuple[str, list[Run]]:
     return block, runs
 
 
-def replace_block(doc: str, name: str, block: str) -> str:
+def replace_block(doc: str, name: str, block: str, doc_name: str = DOC.name) -> str:
     pattern = re.compile(rf"(<!-- report:{re.escape(name)} -->\n)(?:.*?\n)?(<!-- /report:{re.escape(name)} -->)", re.S)
     if not pattern.search(doc):
-        raise ReportError(f"{DOC.name}: no '<!-- report:{name} -->' ... '<!-- /report:{name} -->' block")
+        raise ReportError(f"{doc_name}: no '<!-- report:{name} -->' ... '<!-- /report:{name} -->' block")
     return pattern.sub(lambda m: m.group(1) + block + "\n" + m.group(2), doc)
 
 
@@ -231,25 +241,154 @@ def build(doc_path: Path, data: Path, draw: bool) -> tuple[str, str]:
     return current, doc
 
 
+@dataclass(frozen=True)
+class Headline:
+    """One figure of README.md: a section's runs at ``at`` env steps (``None``: at the end of each run)."""
+
+    section: str
+    title: str
+    command: str
+    at: int | None
+
+
+def load_headlines(spec: Path, sections: Sequence[Section]) -> list[Headline]:
+    """The ``readme`` entries of ``report.yaml`` (none if it has no ``readme`` key)."""
+    raw = OmegaConf.to_container(OmegaConf.load(spec), resolve=True)
+    assert isinstance(raw, dict)
+    entries = raw.get("readme", [])
+    if not isinstance(entries, list):
+        raise ReportError(f"{spec}: expected 'readme: [{{section: NAME, title: ..., command: ..., at: ...}}, ...]'")
+    names = {s.name for s in sections}
+    headlines = []
+    for i, e in enumerate(entries):
+        try:
+            at = e.get("at")
+            headline = Headline(str(e["section"]), str(e["title"]), str(e["command"]), None if at is None else int(at))
+        except (AttributeError, KeyError, TypeError, ValueError) as err:
+            raise ReportError(f"{spec}: readme entry {i} is malformed ({err})") from None
+        if headline.section not in names:
+            raise ReportError(f"{spec}: readme entry {i} names no section: {headline.section!r}")
+        headlines.append(headline)
+    return headlines
+
+
+def span(lo: str, hi: str) -> str:
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
+def duration_span(seconds: Sequence[float]) -> str:
+    """``[3.3, 4.7] -> '3.3-4.7 s'``, ``[1700, 1750] -> '28.3-29.2 min'`` (the unit of :func:`duration`)."""
+    lo, hi = duration(min(seconds)), duration(max(seconds))
+    if lo.split()[1] == hi.split()[1]:
+        return f"{span(lo.split()[0], hi.split()[0])} {lo.split()[1]}"
+    return f"{lo}-{hi}"
+
+
+def seed_list(runs: Sequence[Run]) -> str:
+    """``'seeds 0, 1 and 2'``, ``'seeds 0-4'`` (four or more in a row), ``'seed 3'``."""
+    seeds = [r.seed if r.seed is not None else r.name for r in runs]
+    if len(seeds) == 1:
+        return f"seed {seeds[0]}"
+    first = seeds[0]
+    if len(seeds) >= 4 and isinstance(first, int) and seeds == list(range(first, first + len(seeds))):
+        return f"seeds {first}-{seeds[-1]}"
+    return "seeds " + ", ".join(map(str, seeds[:-1])) + f" and {seeds[-1]}"
+
+
+def anchor(doc: str, env_id: str, doc_name: str) -> str:
+    """The GitHub anchor of the ``## <env_id>`` heading of ``doc``."""
+    if not re.search(rf"^## {re.escape(env_id)}$", doc, re.M):
+        raise ReportError(f"{doc_name}: no '## {env_id}' heading to link to")
+    return re.sub(r"[^\w\- ]", "", env_id.lower()).replace(" ", "-")
+
+
+def headline_line(headline: Headline, section: Section, runs: Sequence[Run], link: str) -> str:
+    """README.md's bullet for ``headline`` (see the module docstring), linking to ``link``."""
+    means = [trailing_mean(run.success, section.window) for run in runs]
+    if headline.at is None:
+        values = [float(m[-1]) for m in means]
+        ends = [int(run.steps[-1]) for run in runs]
+        where = f"at the end of the run ({span(step_label(min(ends)), step_label(max(ends)))} env steps)"
+        walls = [float(run.wall_s[-1]) for run in runs]
+        budget = f"the whole run takes {duration_span(walls)} of training"
+    else:
+        found = [at_steps(run, m, headline.at) for run, m in zip(runs, means, strict=True)]
+        if any(v is None for v in found):
+            raise ReportError(f"readme: a run of section {section.name!r} ends before {headline.at} env steps")
+        values = [float(v) for v in found if v is not None]
+        where = f"at {step_label(headline.at)} env steps"
+        walls = [float(at_steps(run, run.wall_s, headline.at)) for run in runs]  # type: ignore[arg-type]
+        budget = f"{step_label(headline.at)} env steps take {duration_span(walls)} of training per seed"
+    window = f"the mean of its last {section.window} evaluations" if section.window > 1 else ""
+    if f"{min(values):.2f}" == f"{max(values):.2f}":
+        success = f"eval success {values[0]:.2f} {where} for every seed" + (f" ({window})" if window else "")
+    else:
+        each = f", each {window}" if window else ""
+        success = (f"eval success {np.mean(values):.2f} {where}, the mean of {len(runs)} seeds "
+                   f"({min(values):.2f}-{max(values):.2f} per seed{each})")  # fmt: skip
+    hits = [h for run, m in zip(runs, means, strict=True) if (h := first_reaching(run, m, section.threshold))]
+    reached = f"first >= {section.threshold:g}"
+    if hits:
+        steps = span(step_label(min(h[0] for h in hits)), step_label(max(h[0] for h in hits)))
+        reached += f" after {steps} env steps and {duration_span([h[1] for h in hits])} of training"
+        if len(hits) < len(runs):
+            reached += f" ({len(hits)} of {len(runs)} seeds)"
+    else:
+        reached = f"no seed at {section.threshold:g} yet"
+    return (f"- **{headline.title}**: `{headline.command}` ({seed_list(runs)}): {success}; {reached}; "
+            f"{budget} ([results]({link})).")  # fmt: skip
+
+
+def readme_block(headlines: Sequence[Headline], sections: Sequence[Section], data: Path, results: str,
+                 results_link: str) -> str:  # fmt: skip
+    """README.md's generated block: one bullet per headline; ``results`` is the text of docs/results.md and
+    ``results_link`` its path relative to README.md."""
+    by_name = {s.name: s for s in sections}
+    lines = []
+    for headline in headlines:
+        section = by_name[headline.section]
+        runs = [load_run(data / r, section.label_keys, section.label_defaults) for r in section.runs]
+        link = f"{results_link}#{anchor(results, runs[0].env_id, results_link)}"
+        lines.append(headline_line(headline, section, runs, link))
+    return "\n".join(lines)
+
+
+def build_readme(readme_path: Path, doc_path: Path, data: Path) -> tuple[str, str] | None:
+    """``(current README, regenerated README)``, or ``None`` where ``report.yaml`` lists no ``readme`` figures."""
+    sections = load_sections(data / "report.yaml")
+    headlines = load_headlines(data / "report.yaml", sections)
+    if not headlines:
+        return None
+    current = readme_path.read_text()
+    link = Path(os.path.relpath(doc_path, readme_path.parent)).as_posix()
+    block = readme_block(headlines, sections, data, doc_path.read_text(), link)
+    return current, replace_block(current, README_BLOCK, block, readme_path.name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if docs/results.md is not up to date")
-    parser.add_argument("--doc", type=Path, default=DOC, help="the doc to fill (default: %(default)s)")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a doc is not up to date with the data")
+    parser.add_argument("--doc", type=Path, default=DOC, help="the results doc to fill (default: %(default)s)")
+    parser.add_argument("--readme", type=Path, default=README, help="the README to fill (default: %(default)s)")
     parser.add_argument("--data", type=Path, default=DATA, help="the run data and report.yaml (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
         current, doc = build(args.doc, args.data, draw=not args.check)
+        readme = build_readme(args.readme, args.doc, args.data)
     except ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    docs = [(args.doc, current, doc), *([(args.readme, *readme)] if readme else [])]
     if args.check:
-        if current != doc:
-            print(f"{args.doc} is out of date: run python scripts/report.py", file=sys.stderr)
-            return 1
-        print(f"{args.doc} matches the data")
-        return 0
-    args.doc.write_text(doc)
-    print(f"wrote {args.doc}")
+        stale = [path for path, old, new in docs if old != new]
+        for path in stale:
+            print(f"{path} is out of date: run python scripts/report.py", file=sys.stderr)
+        if not stale:
+            print(" and ".join(str(path) for path, _, _ in docs) + " match the data")
+        return 1 if stale else 0
+    for path, _, new in docs:
+        path.write_text(new)
+        print(f"wrote {path}")
     return 0
 
 

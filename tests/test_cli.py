@@ -84,16 +84,16 @@ def failure(*overrides: str, run_dir: Path) -> str:
 
 
 def readme_example_env() -> str:
-    """The example goal env of README's "Other envs and your own" (the python block that starts with
+    """The example goal env of docs/envs.md's "Your own env" (the python block that starts with
     ``# mygoalenv.py``)."""
-    readme = (ROOT / "README.md").read_text()
-    match = re.search(r"```python\n(# mygoalenv\.py:.*?)```", readme, re.S)
-    assert match, "README has no python block starting with '# mygoalenv.py:'"
+    doc = (ROOT / "docs" / "envs.md").read_text()
+    match = re.search(r"```python\n(# mygoalenv\.py:.*?)```", doc, re.S)
+    assert match, "docs/envs.md has no python block starting with '# mygoalenv.py:'"
     return match.group(1)
 
 
 def test_the_readme_example_env_trains_from_its_own_module(tmp_path):
-    """README's command line: a user's module on PYTHONPATH, named in env.id as module:EnvId."""
+    """docs/envs.md's command line: a user's module on PYTHONPATH, named in env.id as module:EnvId."""
     (tmp_path / "mygoalenv.py").write_text(readme_example_env())
     out = tmp_path / "run"
     proc = subprocess.run(

@@ -30,7 +30,7 @@ def test_every_group_has_options():
         assert options(group), group
 
 
-# (obs_dim, goal_dim, action_dim, episode steps) of each env config, as README's tables give them.
+# (obs_dim, goal_dim, action_dim, episode steps) of each env config, as docs/envs.md gives them.
 ENV_SIZES = {
     "FetchReach": (10, 3, 4, 50),
     "FetchPush": (25, 3, 4, 50),

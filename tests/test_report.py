@@ -1,4 +1,5 @@
-"""scripts/report.py: tables from committed run data, and docs/results.md kept in step with that data."""
+"""scripts/report.py: tables and README figures from committed run data, and docs/results.md and README.md kept
+in step with that data."""
 
 from __future__ import annotations
 
@@ -82,6 +83,74 @@ def test_bad_data_is_reported_by_name(tmp_path, capsys):
 def test_results_md_matches_the_committed_data():
     current, regenerated = report.build(report.DOC, report.DATA, draw=False)
     assert current == regenerated, "docs/results.md is out of date: run python scripts/report.py"
+
+
+@pytest.mark.skipif(not (report.DATA / "report.yaml").is_file(), reason="no committed run data")
+def test_readme_matches_the_committed_data():
+    built = report.build_readme(report.README, report.DOC, report.DATA)
+    assert built is not None, "docs/results/report.yaml lists no readme figures"
+    current, regenerated = built
+    assert current == regenerated, "README.md is out of date: run python scripts/report.py"
+    assert "<!-- report:readme -->\n- **" in current
+
+
+def readme_spec(data: Path, at: int | None, section: str = "toy") -> None:
+    (data / "report.yaml").write_text(json.dumps({
+        "sections": {"toy": {"runs": ["a", "b"], "threshold": 0.5, "milestones": [2000], "window": 2}},
+        "readme": [{"section": section, "title": "Toy in seconds", "command": "python scripts/train.py env=Toy",
+                    "at": at}]}))  # fmt: skip
+
+
+def test_readme_figures_come_from_a_section_and_link_to_it(tmp_path, capsys):
+    data = tmp_path / "docs" / "results"
+    write_run(data, "a", 0, [0.0, 0.2, 0.6, 1.0, 1.0])  # window-2 means: 0, .1, .4, .8, 1; walls 1-5 min
+    write_run(data, "b", 1, [0.0, 1.0, 1.0])  # means: 0, .5, 1
+    doc = tmp_path / "docs" / "results.md"
+    doc.write_text("# R\n\n## Toy-v0\n\n<!-- report:toy -->\n<!-- /report:toy -->\n")
+    readme = tmp_path / "README.md"
+    readme.write_text("# T\n<!-- report:readme -->\nold\n<!-- /report:readme -->\nmore\n")
+    readme_spec(data, None)
+    args = ["--doc", str(doc), "--readme", str(readme), "--data", str(data)]
+    assert report.main([*args, "--check"]) == 1
+    assert "README.md is out of date" in capsys.readouterr().err
+    assert report.main(args) == 0
+    assert report.main([*args, "--check"]) == 0
+    line = readme.read_text().splitlines()[2]
+    assert line == (
+        "- **Toy in seconds**: `python scripts/train.py env=Toy` (seeds 0 and 1): eval success 1.00 at the end of "
+        "the run (3k-5k env steps) for every seed (the mean of its last 2 evaluations); first >= 0.5 after 2k-4k "
+        "env steps and 2.0-4.0 min of training; the whole run takes 3.0-5.0 min of training "
+        "([results](docs/results.md#toy-v0))."
+    )
+    readme_spec(data, 2000)
+    block, = report.build_readme(readme, doc, data)[1].splitlines()[2:3]  # fmt: skip
+    assert "eval success 0.30 at 2k env steps, the mean of 2 seeds (0.10-0.50 per seed, each the mean of its last " \
+           "2 evaluations); first >= 0.5 after 2k-4k env steps" in block  # fmt: skip
+    assert block.endswith("2k env steps take 2.0 min of training per seed ([results](docs/results.md#toy-v0)).")
+
+
+def test_readme_figures_report_bad_entries(tmp_path, capsys):
+    data = tmp_path / "results"
+    write_run(data, "a", 0, [0.0, 1.0])
+    write_run(data, "b", 1, [0.0, 1.0])
+    doc, readme = tmp_path / "results.md", tmp_path / "README.md"
+    doc.write_text("## Toy-v0\n<!-- report:toy -->\n<!-- /report:toy -->\n")
+    readme.write_text("<!-- report:readme -->\n<!-- /report:readme -->\n")
+    args = ["--doc", str(doc), "--readme", str(readme), "--data", str(data), "--check"]
+    readme_spec(data, None, section="nope")
+    assert report.main(args) == 2
+    assert "readme entry 0 names no section: 'nope'" in capsys.readouterr().err
+    readme_spec(data, 9000)
+    assert report.main(args) == 2
+    assert "ends before 9000 env steps" in capsys.readouterr().err
+    readme_spec(data, None)
+    doc.write_text("## Other-v0\n<!-- report:toy -->\n<!-- /report:toy -->\n")
+    assert report.main(args) == 2
+    assert "no '## Toy-v0' heading to link to" in capsys.readouterr().err
+    doc.write_text("## Toy-v0\n<!-- report:toy -->\n<!-- /report:toy -->\n")
+    readme.write_text("no markers\n")
+    assert report.main(args) == 2
+    assert "README.md: no '<!-- report:readme -->'" in capsys.readouterr().err
 
 
 def test_a_sweep_labels_rows_by_config_keys_and_means_each_variant(tmp_path, capsys):
