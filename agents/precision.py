@@ -74,8 +74,8 @@ def update_rates(
 ) -> dict[str, float]:
     """Updates/s of copies of ``agent`` set to each of ``precisions`` on ``batch``: ``warmup`` untimed updates
     each (oneDNN picks its kernels on the first calls), then alternating rounds of one update each, at least
-    ``rounds[0]``, and more until ``budget_s`` has passed or ``rounds[1]`` are done; each rate is one over the
-    median seconds of an update."""
+    ``rounds[0]``, and more until ``budget_s`` has passed, ``rounds[1]`` are done, or the rates differ by more
+    than ``CLEAR``; each rate is one over the median seconds of an update."""
     sync = torch.cuda.synchronize if agent.device.type == "cuda" else (lambda: None)
     devices = [agent.device] if agent.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
@@ -88,7 +88,9 @@ def update_rates(
         seconds: dict[str, list[float]] = {p: [] for p in precisions}
         start = time.perf_counter()
         low, high = rounds
-        while (n := len(seconds[precisions[0]])) < low or (n < high and time.perf_counter() - start < budget_s):
+        while (n := len(seconds[precisions[0]])) < low or (
+            n < high and time.perf_counter() - start < budget_s and not _clear(seconds)
+        ):
             for precision, agent_copy in copies.items():
                 sync()
                 t0 = time.perf_counter()
@@ -96,6 +98,15 @@ def update_rates(
                 sync()
                 seconds[precision].append(time.perf_counter() - t0)
     return {p: 1.0 / float(np.median(s)) for p, s in seconds.items()}
+
+
+CLEAR = 1.5
+"""A ratio of median update times beyond which more rounds of the probe would not change its answer."""
+
+
+def _clear(seconds: dict[str, list[float]]) -> bool:
+    medians = [float(np.median(s)) for s in seconds.values()]
+    return len(medians) > 1 and max(medians) > CLEAR * min(medians)
 
 
 @dataclass(frozen=True)
