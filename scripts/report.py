@@ -164,6 +164,7 @@ class Section:
     smooth: int
     label_keys: list[str]
     label_defaults: dict[str, object]
+    cpu: str  # the CPU the runs' wall times were measured on
 
 
 def label_keys(value: object) -> list[str]:
@@ -196,6 +197,7 @@ def load_sections(spec: Path) -> list[Section]:
                     int(s.get("smooth", 1)),
                     keys := label_keys(s.get("label_keys", [])),
                     label_defaults(s.get("label_defaults", {}), keys),
+                    str(s["cpu"]),
                 )
             )
         except (KeyError, TypeError, ValueError) as err:
@@ -210,7 +212,7 @@ def section_block(section: Section, data: Path) -> tuple[str, list[Run]]:
     what = "each evaluation on its own" if section.window == 1 else f"the mean of the last {section.window} evaluations"
     block += (
         f"\n\nEval success rate: {what} at each point; wall: training time (collection, updates, "
-        "evaluation). Data: "
+        f"evaluation) on {section.cpu}. Data: "
         + ", ".join(f"[`{d.relative_to(data.parent.parent).as_posix()}`]({d.relative_to(data.parent).as_posix()})"
                     for d in run_dirs)  # fmt: skip
         + "."
@@ -319,6 +321,7 @@ def headline_line(headline: Headline, section: Section, runs: Sequence[Run], lin
         where = f"at {step_label(headline.at)} env steps"
         walls = [float(at_steps(run, run.wall_s, headline.at)) for run in runs]  # type: ignore[arg-type]
         budget = f"{step_label(headline.at)} env steps take {duration_span(walls)} of training per seed"
+    budget += f" on {section.cpu}"
     window = f"the mean of its last {section.window} evaluations" if section.window > 1 else ""
     if f"{min(values):.2f}" == f"{max(values):.2f}":
         success = f"eval success {values[0]:.2f} {where} for every seed" + (f" ({window})" if window else "")

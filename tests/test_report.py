@@ -27,8 +27,8 @@ def write_run(data: Path, name: str, seed: int, success: list[float], steps_per_
 
 def spec(data: Path, runs: list[str], curve: str | None = None) -> None:
     (data / "report.yaml").write_text(
-        json.dumps({"sections": {"toy": {"runs": runs, "threshold": 0.5, "milestones": [2000, 4000], "window": 2,
-                                         "curve": curve, "smooth": 1}}})  # fmt: skip
+        json.dumps({"sections": {"toy": {"cpu": "a CPU", "runs": runs, "threshold": 0.5, "milestones": [2000, 4000],
+                                         "window": 2, "curve": curve, "smooth": 1}}})  # fmt: skip
     )
 
 
@@ -96,7 +96,7 @@ def test_readme_matches_the_committed_data():
 
 def readme_spec(data: Path, at: int | None, section: str = "toy") -> None:
     (data / "report.yaml").write_text(json.dumps({
-        "sections": {"toy": {"runs": ["a", "b"], "threshold": 0.5, "milestones": [2000], "window": 2}},
+        "sections": {"toy": {"cpu": "a CPU", "runs": ["a", "b"], "threshold": 0.5, "milestones": [2000], "window": 2}},
         "readme": [{"section": section, "title": "Toy in seconds", "command": "python scripts/train.py env=Toy",
                     "at": at}]}))  # fmt: skip
 
@@ -119,14 +119,15 @@ def test_readme_figures_come_from_a_section_and_link_to_it(tmp_path, capsys):
     assert line == (
         "- **Toy in seconds**: `python scripts/train.py env=Toy` (seeds 0 and 1): eval success 1.00 at the end of "
         "the run (3k-5k env steps) for every seed (the mean of its last 2 evaluations); first >= 0.5 after 2k-4k "
-        "env steps and 2.0-4.0 min of training; the whole run takes 3.0-5.0 min of training "
+        "env steps and 2.0-4.0 min of training; the whole run takes 3.0-5.0 min of training on a CPU "
         "([results](docs/results.md#toy-v0))."
     )
     readme_spec(data, 2000)
     block, = report.build_readme(readme, doc, data)[1].splitlines()[2:3]  # fmt: skip
     assert "eval success 0.30 at 2k env steps, the mean of 2 seeds (0.10-0.50 per seed, each the mean of its last " \
            "2 evaluations); first >= 0.5 after 2k-4k env steps" in block  # fmt: skip
-    assert block.endswith("2k env steps take 2.0 min of training per seed ([results](docs/results.md#toy-v0)).")
+    assert block.endswith(
+        "2k env steps take 2.0 min of training per seed on a CPU ([results](docs/results.md#toy-v0)).")  # fmt: skip
 
 
 def test_readme_figures_report_bad_entries(tmp_path, capsys):
@@ -161,7 +162,7 @@ def test_a_sweep_labels_rows_by_config_keys_and_means_each_variant(tmp_path, cap
         with open(data / name / "config.yaml", "a") as f:
             f.write(f"agent:\n  batch_size: {batch}\n")
             f.write("buffer:\n  strategy: {_target_: x.Mix, weights: {future: 1}}\n")
-    (data / "report.yaml").write_text(json.dumps({"sections": {"toy": {
+    (data / "report.yaml").write_text(json.dumps({"sections": {"toy": {"cpu": "a CPU",
         "runs": ["a0", "a1", "b0"], "milestones": [2000], "window": 1,
         "label_keys": ["agent.batch_size", "buffer.strategy"]}}}))  # fmt: skip
     block, _ = report.section_block(report.load_sections(data / "report.yaml")[0], data)
@@ -170,21 +171,23 @@ def test_a_sweep_labels_rows_by_config_keys_and_means_each_variant(tmp_path, cap
     assert rows == [[f"| {variant}, seed 0", "1.00"], [f"| {variant}, seed 1", "0.00"],
                     [f"| mean of 2, {variant}", "0.50"],
                     ["| batch_size=1024, strategy={weights={future=1}}, seed 0", "1.00"]]  # fmt: skip
-    (data / "report.yaml").write_text(json.dumps({"sections": {"toy": {"runs": ["a0"], "label_keys": ["agent.lr"]}}}))
+    (data / "report.yaml").write_text(
+        json.dumps({"sections": {"toy": {"cpu": "a CPU", "runs": ["a0"], "label_keys": ["agent.lr"]}}}))  # fmt: skip
     doc = tmp_path / "results.md"
     doc.write_text("<!-- report:toy -->\n<!-- /report:toy -->\n")
     assert report.main(["--doc", str(doc), "--data", str(data), "--check"]) == 2
     assert "no key 'agent.lr' (label_keys)" in capsys.readouterr().err
-    (data / "report.yaml").write_text(json.dumps({"sections": {"toy": {"runs": ["a0"], "label_keys": "agent.lr"}}}))
+    (data / "report.yaml").write_text(
+        json.dumps({"sections": {"toy": {"cpu": "a CPU", "runs": ["a0"], "label_keys": "agent.lr"}}}))  # fmt: skip
     assert report.main(["--doc", str(doc), "--data", str(data), "--check"]) == 2
     assert "label_keys must be a list of config keys, got 'agent.lr'" in capsys.readouterr().err
     # A run made before an option existed is labeled with the section's label_defaults for it.
-    (data / "report.yaml").write_text(json.dumps({"sections": {"toy": {
+    (data / "report.yaml").write_text(json.dumps({"sections": {"toy": {"cpu": "a CPU",
         "runs": ["a0", "b0"], "label_keys": ["agent.batch_size", "agent.lr"],
         "label_defaults": {"agent.lr": 0.001}}}}))  # fmt: skip
     block, _ = report.section_block(report.load_sections(data / "report.yaml")[0], data)
     assert "| batch_size=256, lr=0.001, seed 0 |" in block and "| batch_size=1024, lr=0.001, seed 0 |" in block
-    (data / "report.yaml").write_text(json.dumps({"sections": {"toy": {
+    (data / "report.yaml").write_text(json.dumps({"sections": {"toy": {"cpu": "a CPU",
         "runs": ["a0"], "label_keys": ["agent.batch_size"], "label_defaults": {"agent.lr": 0.001}}}}))  # fmt: skip
     assert report.main(["--doc", str(doc), "--data", str(data), "--check"]) == 2
     assert "label_defaults must map some of label_keys ['agent.batch_size'] to values" in capsys.readouterr().err
