@@ -241,6 +241,9 @@ def build_runner(
     local = train_env.envs[0] if isinstance(train_env, gym.vector.SyncVectorEnv) else make_env(env_cfg.id, **kwargs)
     info = env_info(local)
 
+    agent = _build(
+        "agent", instantiate(cfg.agent), info.obs_dim, info.goal_dim, info.action_dim, info.action_max, device=device
+    )
     buffer = _build(
         "buffer",
         instantiate(cfg.buffer),
@@ -249,9 +252,7 @@ def build_runner(
         goal_dim=info.goal_dim,
         action_dim=info.action_dim,
         reward_fn=info.compute_reward,
-    )
-    agent = _build(
-        "agent", instantiate(cfg.agent), info.obs_dim, info.goal_dim, info.action_dim, info.action_max, device=device
+        gamma=agent.gamma,
     )
     choose_run_precision(cfg, agent, buffer.batch_size, distributed)
     distributed.attach(agent)
