@@ -257,9 +257,9 @@ def n_step_rewards(
     "Reached" is judged by the reward itself: ``r_{t+k} >= reward_fn(goal, goal)``, the reward of achieving
     the goal exactly. That is the success reward of a sparse reward whatever its values (``0`` of Fetch's
     ``-1/0``, ``1`` of PointMaze's ``0/1``), and of a dense reward (``-distance``, ``exp(-distance)``) only an
-    exact hit: dense rewards are summed over ``min(n, T - t)`` steps. It assumes, as goal envs do, that no
-    reward exceeds that of achieving the goal. The reward of a non-finite goal with itself is a failure, so a
-    transition toward a NaN goal lasts one step.
+    exact hit (the step a ``future`` or ``final`` goal was taken from): otherwise dense rewards are summed over
+    ``min(n, T - t)`` steps. It assumes, as goal envs do, that no reward exceeds that of achieving the goal.
+    The reward of a non-finite goal with itself is a failure, so a transition toward a NaN goal lasts one step.
 
     Args:
         ag: ``[N * (T + 1), g]`` achieved goals, episode-major rows. state: ``[B]`` rows of the start states.
