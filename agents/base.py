@@ -47,9 +47,9 @@ class ActorCriticAgent(ABC):
     """An off-policy actor-critic on ``[normalize(o), normalize(g)]`` inputs, with actions in ``[-1, 1]``
     inside and ``[-action_max, action_max]`` outside.
 
-    One update: a gradient step of all critics on the TD error to ``r + gamma * next_value(s')`` (the
-    subclass's ``next_value``), then the subclass's ``actor_update``. The runner moves the targets once per
-    cycle with ``update_targets``.
+    One update: a gradient step of all critics on the TD error to ``r + discount * next_value(s')`` (the
+    subclass's ``next_value``; the batch's ``discount``, ``gamma`` for one-step transitions), then the
+    subclass's ``actor_update``. The runner moves the targets once per cycle with ``update_targets``.
 
     Args:
         obs_dim, goal_dim, action_dim: input and output sizes.
@@ -184,9 +184,14 @@ class ActorCriticAgent(ABC):
         """A ``shape`` tensor of N(0, 1) noise from the agent's own generator."""
         return torch.randn(shape, generator=self.generator, device=self.device)
 
-    def td_target(self, reward: torch.Tensor, next_value: torch.Tensor) -> torch.Tensor:
-        """``[B], [B] -> [B]``: ``r + gamma * V(s')``, clipped to ``[-1/(1-gamma), 0]`` when ``clip_target``."""
-        target = reward + self.gamma * next_value
+    def td_target(self, reward: torch.Tensor, next_value: torch.Tensor, discount: torch.Tensor) -> torch.Tensor:
+        """``[B], [B], [B] -> [B]``: ``r + discount * V(s')``, clipped to ``[-1/(1-gamma), 0]`` when ``clip_target``.
+
+        ``discount`` is the batch's (``Transitions.discount``): ``gamma`` for a one-step transition, ``gamma^m``
+        for an ``m``-step one whose ``r`` is ``sum_{k<m} gamma^k r_k``. The clip range holds for both: with
+        rewards in ``[-1, 0]`` and ``V`` in ``[-1/(1-gamma), 0]``, ``r + gamma^m V`` is in
+        ``[-(1-gamma^m)/(1-gamma) - gamma^m/(1-gamma), 0] = [-1/(1-gamma), 0]``."""
+        target = reward + discount * next_value
         if self.clip_target:
             target = target.clamp(-1.0 / (1.0 - self.gamma), 0.0)
         return target
@@ -203,7 +208,7 @@ class ActorCriticAgent(ABC):
         """Sum over critics of the mean squared TD error, and the ``[n_critics, B]`` Q values of the batch.
         The networks return float32 under ``autocast`` too, so targets and errors are float32."""
         with torch.no_grad():
-            target = self.td_target(b.reward, self.next_value(next_x))
+            target = self.td_target(b.reward, self.next_value(next_x), b.discount)
         q = self.critic(x, b.action / self.action_max)
         return (q - target).pow(2).mean(dim=-1).sum(), q
 

@@ -34,6 +34,7 @@ class Updating(Protocol):
     goal_dim: int
     action_dim: int
     action_max: float
+    gamma: float
     device: torch.device
     precision: str
 
@@ -49,7 +50,7 @@ def bf16_native(device: torch.device) -> bool:
 
 def synthetic_batch(agent: Updating, batch_size: int, seed: int = 0) -> Transitions:
     """A ``batch_size`` batch of the agent's sizes: Gaussian observations and goals, actions in bounds,
-    sparse rewards in ``{-1, 0}``. Drawn from its own generator (no run state is touched)."""
+    sparse rewards in ``{-1, 0}``, one-step discounts. Drawn from its own generator (no run state is touched)."""
     rng = np.random.default_rng(seed)
 
     def normal(dim: int) -> np.ndarray:
@@ -61,6 +62,7 @@ def synthetic_batch(agent: Updating, batch_size: int, seed: int = 0) -> Transiti
         reward=-(rng.random(batch_size) < 0.9).astype(np.float32),
         next_obs=normal(agent.obs_dim),
         goal=normal(agent.goal_dim),
+        discount=np.full(batch_size, agent.gamma, np.float32),
     )
 
 

@@ -1,7 +1,9 @@
-"""Environment creation: goal-based gymnasium envs, single or vectorized."""
+"""Environment creation: goal-based gymnasium envs, single or vectorized, and training start states
+(``ObjectInGripper``)."""
 
 from __future__ import annotations
 
+from envs.curriculum import ObjectInGripper
 from envs.make import (
     EnvInfo,
     EpisodeTerminated,
@@ -18,6 +20,7 @@ __all__ = [
     "EnvInfo",
     "EpisodeTerminated",
     "FixedLengthGoalEnv",
+    "ObjectInGripper",
     "env_info",
     "env_kwargs",
     "known_env_ids",

@@ -17,6 +17,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from envs.curriculum import ObjectInGripper
 from her import validation
 from her.goals import GOAL_KEYS, RewardFn
 
@@ -235,20 +236,41 @@ def _row_by_row(compute_reward: RewardFn) -> RewardFn:
 
 
 def make_vector_env(
-    env_id: str, num_envs: int = 1, vectorization: str = "sync", kwargs: Mapping[str, Any] | None = None
+    env_id: str,
+    num_envs: int = 1,
+    vectorization: str = "sync",
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    object_in_gripper: float = 0.0,
 ) -> gym.vector.VectorEnv:
     """``num_envs`` copies of ``make_env(env_id, **kwargs)``: ``sync`` steps them in this process, ``async``
     in one subprocess each (gymnasium's ``AsyncVectorEnv``). Observations are not copied (``copy=False``):
-    callers copy what they keep before the next ``step``."""
+    callers copy what they keep before the next ``step``.
+
+    ``object_in_gripper`` > 0: each env is wrapped in ``ObjectInGripper`` (``envs.curriculum``), which starts
+    that share of its episodes with the object in the gripper (for training envs only)."""
     num_envs = validation.positive_int("num_envs", num_envs)
     validation.choice("vectorization", vectorization, VECTORIZATION_MODES)
     kwargs = env_kwargs(kwargs)
-    fns = [functools.partial(make_env, env_id, **kwargs)] * num_envs
+    object_in_gripper = validation.real_in_range("object_in_gripper", object_in_gripper, 0.0, 1.0)
+    fns = [functools.partial(_make_env_with_start_states, env_id, object_in_gripper, kwargs)] * num_envs
     if vectorization == "async":
-        make_env(env_id, **kwargs).close()  # fail here, with a clear message, rather than inside a worker
+        fns[0]().close()  # fail here, with a clear message, rather than inside a worker
         with _sigint_ignored():
             return gym.vector.AsyncVectorEnv(fns, shared_memory=True, copy=False)
     return gym.vector.SyncVectorEnv(fns, copy=False)
+
+
+def _make_env_with_start_states(env_id: str, object_in_gripper: float, kwargs: Mapping[str, Any]) -> gym.Env:
+    """``make_env(env_id, **kwargs)``, wrapped in ``ObjectInGripper`` when ``object_in_gripper`` > 0."""
+    env = make_env(env_id, **kwargs)
+    if object_in_gripper == 0:
+        return env
+    try:
+        return ObjectInGripper(env, object_in_gripper)
+    except validation.OptionError:
+        env.close()
+        raise
 
 
 def env_kwargs(kwargs: Any) -> dict[str, Any]:

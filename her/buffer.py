@@ -97,6 +97,12 @@ class HerReplayBuffer:
             energy-based prioritization (Zhao & Tresp 2018). ``0``: uniform over transitions.
         motion_scale: the path length (goal-space units, meters in Fetch) at which the weight saturates.
         batch_size: transitions in each training batch that ``sample_batches`` draws.
+        n_step: each sampled transition spans up to ``n_step`` steps, with its rewards recomputed for its
+            (relabeled) goal, summed with discount ``gamma``, and cut short at the episode's end and where that
+            goal is first reached (``her.relabel.n_step_rewards``); the batch's ``discount`` is ``gamma^m``
+            for a transition of ``m`` steps. ``1``: one-step transitions. At most ``horizon``.
+        gamma: the agent's discount (``training.cli`` passes ``agent.gamma``): every sample's ``discount`` is a
+            power of it, and n-step rewards are summed with it.
     """
 
     def __init__(
@@ -112,6 +118,8 @@ class HerReplayBuffer:
         motion_priority: float = 0.0,
         motion_scale: float = 0.05,
         batch_size: int = 256,
+        n_step: int = 1,
+        gamma: float = 0.98,
     ) -> None:
         size = validation.positive_int("size", size)
         self.batch_size = validation.positive_int("batch_size", batch_size)
@@ -122,6 +130,10 @@ class HerReplayBuffer:
         self.relabel_p = relabel_probability(replay_k)
         self.motion_priority = validation.real_in_range("motion_priority", motion_priority, 0.0, np.inf, high_open=True)
         self.motion_scale = validation.positive_real("motion_scale", motion_scale)
+        self.n_step = validation.positive_int("n_step", n_step)
+        if self.n_step > horizon:
+            raise validation.OptionError("n_step", n_step, f"an integer in [1, horizon={horizon}]")
+        self.gamma = validation.real_in_range("gamma", gamma, 0.0, 1.0, high_open=True)
         self.reward_fn = reward_fn
         self.horizon = horizon
         self.storage = EpisodeBuffer(
@@ -160,7 +172,9 @@ class HerReplayBuffer:
     def sample_episodes(self, episodes: Mapping[str, np.ndarray], n: int, rng: np.random.Generator) -> Transitions:
         """``n`` transitions of ``episodes`` (``[k, slots, dim]`` fields, not necessarily stored), relabeled as
         training batches are: what the normalizers see of new episodes."""
-        return sample_her_transitions(episodes, n, self.strategy, self.relabel_p, self.reward_fn, rng)
+        return sample_her_transitions(
+            episodes, n, self.strategy, self.relabel_p, self.reward_fn, rng, gamma=self.gamma, n_step=self.n_step
+        )
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> Transitions:
         """``batch_size`` relabeled transitions of the stored episodes."""
@@ -168,7 +182,15 @@ class HerReplayBuffer:
             raise RuntimeError("cannot sample from an empty buffer")
         weights = self.episode_weights[: self.storage.n_episodes] if self.motion_priority > 0 else None
         return sample_her_transitions(
-            self.storage.stored(), batch_size, self.strategy, self.relabel_p, self.reward_fn, rng, weights
+            self.storage.stored(),
+            batch_size,
+            self.strategy,
+            self.relabel_p,
+            self.reward_fn,
+            rng,
+            weights,
+            gamma=self.gamma,
+            n_step=self.n_step,
         )
 
     def state_dict(self) -> dict[str, object]:

@@ -67,9 +67,10 @@ def test_polyak_is_exact_and_targets_move_only_in_update_targets(cls):
 @pytest.mark.parametrize("cls", AGENTS)
 def test_td_targets_are_clipped_only_when_asked(cls):
     reward, next_value = torch.tensor([0.0, -1.0, -1.0]), torch.tensor([5.0, -80.0, -3.0])
-    clipped = make(cls, gamma=0.98, clip_target=True).td_target(reward, next_value)
+    discount = torch.full((3,), 0.98)
+    clipped = make(cls, gamma=0.98, clip_target=True).td_target(reward, next_value, discount)
     np.testing.assert_allclose(clipped.numpy(), [0.0, -50.0, -3.94], rtol=1e-6)
-    raw = make(cls, gamma=0.98, clip_target=False).td_target(reward, next_value)
+    raw = make(cls, gamma=0.98, clip_target=False).td_target(reward, next_value, discount)
     np.testing.assert_allclose(raw.numpy(), [4.9, -79.4, -3.94], rtol=1e-6)
 
 

@@ -21,9 +21,11 @@ def test_td_targets_are_clipped_to_the_return_range():
     ag = agent(gamma=0.9)
     reward = torch.tensor([0.0, -1.0, 0.0, -1.0])
     next_q = torch.tensor([5.0, -20.0, -3.0, -0.5])
-    np.testing.assert_allclose(ag.td_target(reward, next_q).numpy(), [0.0, -10.0, -2.7, -1.45], rtol=1e-6)
+    discount = torch.full((4,), 0.9)
+    np.testing.assert_allclose(ag.td_target(reward, next_q, discount).numpy(), [0.0, -10.0, -2.7, -1.45], rtol=1e-6)
     unclipped = agent(gamma=0.9, clip_target=False)
-    np.testing.assert_allclose(unclipped.td_target(reward, next_q).numpy(), [4.5, -19.0, -2.7, -1.45], rtol=1e-6)
+    raw = unclipped.td_target(reward, next_q, discount)
+    np.testing.assert_allclose(raw.numpy(), [4.5, -19.0, -2.7, -1.45], rtol=1e-6)
 
 
 def test_update_moves_online_networks_and_polyak_is_exact():

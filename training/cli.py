@@ -263,7 +263,15 @@ def build_runner(
 
     check_options("agent", cfg.agent)
     env_cfg, kwargs = cfg.env, env_options(cfg)
-    train_env = _build("env", make_vector_env, env_cfg.id, env_cfg.num_envs, env_cfg.vectorization, kwargs)
+    train_env = _build(
+        "env",
+        make_vector_env,
+        env_cfg.id,
+        env_cfg.num_envs,
+        env_cfg.vectorization,
+        kwargs,
+        object_in_gripper=env_cfg.get("object_in_gripper", 0.0),  # training episodes only, never the eval env's
+    )
     eval_env = make_vector_env(env_cfg.id, env_cfg.num_envs, env_cfg.vectorization, kwargs)
     # Sizes and the batched reward function come from a local instance: a sync env's own first env, else a
     # new one (async envs live in their workers). Loading a Fetch model takes ~0.2 s of start-up.
@@ -284,6 +292,7 @@ def build_runner(
         goal_dim=info.goal_dim,
         action_dim=info.action_dim,
         reward_fn=info.compute_reward,
+        gamma=agent.gamma,
     )
     distributed.attach(agent)
     # Only rank 0 writes files and shows progress; every rank trains on its own envs and buffer.

@@ -26,6 +26,8 @@ from training.transfer import BatchToDevice
 class Agent(Protocol):
     """What the runner needs from an agent."""
 
+    gamma: float  # the discount; the buffer's batches must be discounted with the same one
+
     def acting_policy(
         self,
     ) -> Callable[[np.ndarray, np.ndarray, bool, np.random.Generator | None], np.ndarray]: ...
@@ -194,6 +196,11 @@ class Runner:
         stop_requested: Callable[[], bool] | None = None,
     ) -> None:
         self.agent, self.buffer, self.train_env, self.eval_env = agent, buffer, train_env, eval_env
+        if buffer.gamma != agent.gamma:
+            raise ValueError(
+                f"the buffer discounts with gamma={buffer.gamma} but the agent with gamma={agent.gamma}: "
+                "build the buffer with the agent's gamma (its batches' discounts and n-step rewards use it)"
+            )
         self.horizon = validation.positive_int("horizon", horizon)
         self.epochs = validation.positive_int("epochs", epochs)
         self.cycles_per_epoch = validation.positive_int("cycles_per_epoch", cycles_per_epoch)
