@@ -5,6 +5,11 @@ matrix products (a CUDA device that supports bf16; a CPU whose oneDNN has bf16 k
 AMX), and only when a short measured probe of the run's own update at its own batch size finds it faster
 than fp32. Everywhere else fp32: emulated bf16 (an AVX2-only CPU) is many times slower.
 
+A resumed run keeps the choice of its first start when it resumes on the same kind of machine (same device
+model and instruction set), so that it trains exactly as an uninterrupted run; on another kind it chooses
+again. bf16 is chosen only when it is at least ``BF16_MARGIN`` times as fast, so that two runs on one machine
+rarely choose differently where the two are about as fast.
+
 The probe times copies of the agent on a synthetic batch inside ``torch.random.fork_rng``: the agent, its
 generators and torch's global generators are left as they were, so a run that chose bf16 by probe trains
 exactly as one given ``precision=bf16``.
@@ -13,8 +18,11 @@ exactly as one given ``precision=bf16``.
 from __future__ import annotations
 
 import copy
+import platform
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -25,6 +33,10 @@ from her.relabel import Transitions
 
 PRECISIONS = ("auto", "fp32", "bf16")
 """``auto`` (measured at start-up), ``fp32``, ``bf16`` (matrix products under ``torch.autocast`` in bfloat16)."""
+BF16_MARGIN = 1.05
+"""``auto`` chooses bf16 where its updates are at least this many times as fast as fp32's."""
+ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+"""The CPU flags that decide fp32 and bf16 matrix-product speed."""
 
 
 class Updating(Protocol):
@@ -39,6 +51,31 @@ class Updating(Protocol):
     precision: str
 
     def update(self, batch: Transitions) -> dict[str, float]: ...
+
+
+def cpu_model() -> tuple[str, list[str]]:
+    """The CPU's model name (with family and model numbers) and which of ``ISA_FLAGS`` it has, from
+    ``/proc/cpuinfo`` on Linux; elsewhere what ``platform`` knows."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return platform.processor() or platform.machine(), []
+    name = fields.get("model name", platform.machine())
+    if "cpu family" in fields:
+        name += f" (family {fields['cpu family']}, model {fields.get('model', '?')})"
+    flags = set(fields.get("flags", "").split())
+    return name, [f for f in ISA_FLAGS if f in flags]
+
+
+def machine_key(device: torch.device) -> str:
+    """The kind of machine a precision choice holds for: the GPU's name, or the CPU's model and the
+    instruction set torch's CPU kernels use."""
+    if device.type == "cuda":
+        return f"cuda {torch.cuda.get_device_name(device)}"
+    return f"cpu {cpu_model()[0]} {torch.backends.cpu.get_cpu_capability()}"
 
 
 def bf16_native(device: torch.device) -> bool:
@@ -120,9 +157,11 @@ class PrecisionChoice:
     chosen: str
     native_bf16: bool
     batch_size: int
+    machine: str
     fp32_updates_per_s: float | None = None
     bf16_updates_per_s: float | None = None
     probe_s: float = 0.0
+    kept: bool = False  # the choice of the run's first start, kept on resuming on the same kind of machine
 
     def record(self) -> dict[str, Any]:
         """The choice as plain values (the saved config's ``precision_probe`` and TensorBoard's HParams)."""
@@ -131,6 +170,7 @@ class PrecisionChoice:
             "chosen": self.chosen,
             "native_bf16": self.native_bf16,
             "batch_size": self.batch_size,
+            "machine": self.machine,
             "fp32_updates_per_s": _rounded(self.fp32_updates_per_s),
             "bf16_updates_per_s": _rounded(self.bf16_updates_per_s),
             "probe_s": round(self.probe_s, 3),
@@ -144,6 +184,8 @@ class PrecisionChoice:
             if r is not None
         )
         measured = f"; updates at batch {self.batch_size}: {rates} (probe {self.probe_s:.2f} s)" if rates else ""
+        if self.kept:
+            measured = f"; kept from the run's start on this machine: {rates} at batch {self.batch_size}"
         native = "native bf16" if self.native_bf16 else "no native bf16"
         return f"precision: {self.chosen} ({self.requested}; {native}{measured})"
 
@@ -162,13 +204,29 @@ class PrecisionChoice:
         )
 
 
-def choose_precision(requested: str, agent: Updating, batch_size: int, budget_s: float = 0.6) -> PrecisionChoice:
+def choose_precision(
+    requested: str,
+    agent: Updating,
+    batch_size: int,
+    budget_s: float = 0.6,
+    previous: Mapping[str, Any] | None = None,
+) -> PrecisionChoice:
     """Resolve ``requested`` (``auto``, ``fp32`` or ``bf16``) for ``agent`` at ``batch_size``.
 
-    ``auto``: fp32 without a probe where bf16 is not native; else the faster of the two in a probe of about
-    ``budget_s``. ``bf16`` where it is not native: kept, with both rates measured for a warning. ``fp32``,
-    and ``bf16`` where native: kept, no probe."""
-    native = bf16_native(agent.device)
+    ``auto``: ``previous`` (the ``record()`` of a resumed run's choice) where it was ``auto``'s on this kind of
+    machine; else fp32 without a probe where bf16 is not native; else bf16 if a probe of about ``budget_s``
+    finds it at least ``BF16_MARGIN`` times as fast. ``bf16`` where it is not native: kept, with both rates
+    measured for a warning. ``fp32``, and ``bf16`` where native: kept, no probe."""
+    native, machine = bf16_native(agent.device), machine_key(agent.device)
+    if (
+        requested == "auto"
+        and previous is not None
+        and previous.get("requested") == "auto"
+        and previous.get("machine") == machine
+        and previous.get("chosen") in ("fp32", "bf16")
+    ):
+        rates = previous.get("fp32_updates_per_s"), previous.get("bf16_updates_per_s")
+        return PrecisionChoice(requested, str(previous["chosen"]), native, batch_size, machine, *rates, kept=True)
     measure: tuple[str, ...] = ()
     if requested == "auto" and native or requested == "bf16" and not native:
         measure = ("fp32", "bf16")
@@ -177,8 +235,10 @@ def choose_precision(requested: str, agent: Updating, batch_size: int, budget_s:
     probe_s = time.perf_counter() - start
     chosen = requested
     if requested == "auto":
-        chosen = "bf16" if rates and rates["bf16"] > rates["fp32"] else "fp32"
-    return PrecisionChoice(requested, chosen, native, batch_size, rates.get("fp32"), rates.get("bf16"), probe_s)
+        chosen = "bf16" if rates and rates["bf16"] >= BF16_MARGIN * rates["fp32"] else "fp32"
+    return PrecisionChoice(
+        requested, chosen, native, batch_size, machine, rates.get("fp32"), rates.get("bf16"), probe_s
+    )
 
 
 def _rounded(value: float | None) -> float | None:

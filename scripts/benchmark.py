@@ -33,7 +33,6 @@ import argparse
 import copy
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -49,7 +48,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from agents.precision import bf16_native, update_flops
+from agents.precision import bf16_native, cpu_model, update_flops
 from envs import env_info, make_env
 from her import HerReplayBuffer, Transitions
 from training.cli import CONFIG_DIR, ConfigError, build_runner, env_options
@@ -167,27 +166,6 @@ def precision_rates(runner: Runner, rounds: int, n: int) -> dict[str, float]:
         "bf16": float(np.median(rates["bf16"])),
         "ratio": float(np.median(np.array(rates["bf16"]) / np.array(rates["fp32"]))),
     }
-
-
-ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
-"""The CPU flags that decide fp32 and bf16 matrix-product speed."""
-
-
-def cpu_model() -> tuple[str, list[str]]:
-    """The CPU's model name (with family and model numbers where the name is generic) and which of
-    ``ISA_FLAGS`` it has, from ``/proc/cpuinfo`` on Linux; elsewhere what ``platform`` knows."""
-    fields: dict[str, str] = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            fields.setdefault(key.strip(), value.strip())
-    except OSError:
-        return platform.processor() or platform.machine(), []
-    name = fields.get("model name", platform.machine())
-    if "cpu family" in fields:
-        name += f" (family {fields['cpu family']}, model {fields.get('model', '?')})"
-    flags = set(fields.get("flags", "").split())
-    return name, [f for f in ISA_FLAGS if f in flags]
 
 
 def machine(device: torch.device) -> dict[str, Any]:

@@ -26,6 +26,7 @@ TINY = (
     "torch_threads=1",
     "progress=false",
     "logger.tensorboard=false",
+    "agent.precision=fp32",  # runs compared with each other train in one precision
 )
 
 

@@ -298,7 +298,7 @@ def test_agent_parts_refuse_a_part_they_cannot_sync():
 
 
 # --- faults of a multi-process run: stop and resume, a dead rank, two nodes ----------------------------------
-SMALL = ["env=PointReach", "torch_threads=1", "progress=false", "logger.tensorboard=false",
+SMALL = ["env=PointReach", "torch_threads=1", "progress=false", "logger.tensorboard=false", "agent.precision=fp32",
          "runner.cycles_per_epoch=2", "runner.updates_per_cycle=2", "runner.eval_episodes=2"]  # fmt: skip
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
 TRAIN = str(ROOT / "scripts" / "train.py")

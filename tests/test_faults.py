@@ -32,6 +32,7 @@ TINY = (
     "torch_threads=1",
     "progress=false",
     "logger.tensorboard=false",
+    "agent.precision=fp32",  # runs compared with each other train in one precision
 )
 TIMING = ("wall_s", "env_steps_per_s", "updates_per_s", "collect_s", "update_s", "eval_s")
 

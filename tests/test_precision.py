@@ -152,9 +152,11 @@ def test_presets_with_bf16_run_a_cycle():
 
 
 # --- precision=auto: the start-up probe ------------------------------------------------------------------------
-def fake_hardware(monkeypatch, native: bool, rates: dict[str, float] | None = None) -> list[tuple[str, ...]]:
-    """Patch bf16 detection to ``native`` and, with ``rates``, the probe's timings; returns the precisions each
-    probe measured."""
+def fake_hardware(
+    monkeypatch, native: bool, rates: dict[str, float] | None = None, machine: str = "cpu A"
+) -> list[tuple[str, ...]]:
+    """Patch bf16 detection to ``native``, the kind of machine to ``machine`` and, with ``rates``, the probe's
+    timings; returns the precisions each probe measured."""
     measured: list[tuple[str, ...]] = []
 
     def fake_rates(agent, batch, precisions, *args, **kwargs):
@@ -164,6 +166,7 @@ def fake_hardware(monkeypatch, native: bool, rates: dict[str, float] | None = No
 
     real_rates = precision_module.update_rates
     monkeypatch.setattr(precision_module, "bf16_native", lambda device: native)
+    monkeypatch.setattr(precision_module, "machine_key", lambda device: machine)
     monkeypatch.setattr(precision_module, "update_rates", fake_rates)
     return measured
 
@@ -210,7 +213,8 @@ def test_the_probe_leaves_the_agent_and_torchs_generators_as_they_were():
 def small_run(tmp_path, *overrides: str) -> dict:
     cfg = compose_config("env=PointReach", "buffer.batch_size=16", "torch_threads=1", "progress=false",
                          "runner.epochs=1", "runner.cycles_per_epoch=2", "runner.updates_per_cycle=2",
-                         "runner.eval_episodes=2", "logger.tensorboard=false", *overrides)  # fmt: skip
+                         "runner.eval_episodes=2", "logger.tensorboard=false", "agent.precision=auto",
+                         *overrides)  # fmt: skip
     return train(cfg, run_dir=tmp_path)
 
 
@@ -219,7 +223,8 @@ def saved(run_dir) -> dict:
 
 
 def test_the_choice_lands_in_the_saved_config_and_a_resume_chooses_again(monkeypatch, tmp_path, capsys):
-    """A run that chose bf16 resumes as fp32 on a machine without native bf16, and back; state stays fp32."""
+    """A run that chose bf16 resumes as fp32 on another kind of machine without native bf16, and back on the
+    first kind as bf16; state stays fp32."""
     fake_hardware(monkeypatch, native=True, rates={"fp32": 10.0, "bf16": 30.0})
     small_run(tmp_path)
     probe = saved(tmp_path)["config"]["precision_probe"]
@@ -235,8 +240,8 @@ def test_the_choice_lands_in_the_saved_config_and_a_resume_chooses_again(monkeyp
         return runner, info
 
     monkeypatch.setattr(training_cli, "build_runner", building)
-    for native, expected, epochs in ((False, "fp32", 2), (True, "bf16", 3)):
-        fake_hardware(monkeypatch, native=native, rates={"fp32": 10.0, "bf16": 30.0})
+    for native, machine, expected, epochs in ((False, "cpu B", "fp32", 2), (True, "cpu A", "bf16", 3)):
+        fake_hardware(monkeypatch, native=native, rates={"fp32": 10.0, "bf16": 30.0}, machine=machine)
         cfg = training_cli.resume_config(tmp_path, [f"runner.epochs={epochs}"])
         assert train(cfg, run_dir=tmp_path)["epoch"] == epochs - 1
         assert chosen[-1] == expected and saved(tmp_path)["config"]["precision_probe"]["chosen"] == expected
@@ -279,3 +284,14 @@ def test_by_precision_sets_the_chosen_precisions_options(monkeypatch, tmp_path):
 def test_by_precision_refuses_what_it_cannot_set(table, expected):
     with pytest.raises(ConfigError, match=expected):
         point_runner(f"by_precision={table}")
+
+
+def test_a_resume_on_the_same_kind_of_machine_keeps_the_first_choice(monkeypatch, tmp_path, capsys):
+    """Exact resume: the probe is not run again where it could now answer otherwise."""
+    fake_hardware(monkeypatch, native=True, rates={"fp32": 10.0, "bf16": 10.4})  # within BF16_MARGIN: fp32
+    small_run(tmp_path)
+    assert saved(tmp_path)["config"]["precision_probe"]["chosen"] == "fp32"
+    measured = fake_hardware(monkeypatch, native=True, rates={"fp32": 10.0, "bf16": 30.0})
+    train(training_cli.resume_config(tmp_path, ["runner.epochs=2"]), run_dir=tmp_path)
+    assert measured == [] and saved(tmp_path)["config"]["precision_probe"]["chosen"] == "fp32"
+    assert "precision: fp32 (auto; native bf16; kept from the run's start on this machine" in capsys.readouterr().out

@@ -33,6 +33,7 @@ SMALL = (
     "buffer.batch_size=32",
     "torch_threads=1",
     "progress=false",
+    "agent.precision=fp32",  # runs compared with each other train in one precision
 )
 
 

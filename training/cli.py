@@ -226,7 +226,10 @@ def choose_run_precision(cfg: DictConfig, agent: Any, batch_size: int, distribut
     ``cfg.precision_probe`` (saved with the run, shown in HParams) and print it (rank 0). Ranks train in one
     precision: bf16 only where every rank chose it."""
     options = precision_options(cfg)
-    choice = _build("agent", choose_precision, agent.precision, agent, batch_size)
+    previous = cfg.get("precision_probe")  # a resumed run's: its config is the saved one
+    if OmegaConf.is_config(previous):
+        previous = OmegaConf.to_container(previous, resolve=True)
+    choice = _build("agent", choose_precision, agent.precision, agent, batch_size, previous=previous)
     (someone_fp32,) = distributed.any_rank(choice.chosen != "bf16")
     if someone_fp32 and choice.chosen == "bf16":
         choice = dataclasses.replace(choice, chosen="fp32")

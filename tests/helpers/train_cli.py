@@ -14,6 +14,7 @@ TINY = [
     "runner.updates_per_cycle=2",
     "runner.eval_episodes=2",
     "progress=false",
+    "agent.precision=fp32",  # runs compared with each other train in one precision
 ]
 
 
