@@ -7,6 +7,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from helpers.agents_small import make, set_critic_outputs
 from helpers.fixed_batch import OBS, A, B, G, batch
 from helpers.state_dicts import assert_states_equal
 
@@ -16,11 +17,6 @@ from agents.networks import squashed_gaussian
 from her import OptionError
 
 AGENTS = [DDPG, TD3, SAC]
-
-
-def make(cls: type[ActorCriticAgent], seed: int = 0, **kw) -> ActorCriticAgent:
-    torch.manual_seed(seed)
-    return cls(OBS, G, A, 2.0, **{"hidden": (32, 32), **kw})
 
 
 def binomial_margin(p: float, n: int) -> float:
@@ -34,14 +30,6 @@ def params(module: torch.nn.Module) -> list[torch.Tensor]:
 
 def same(a: list[torch.Tensor], module: torch.nn.Module) -> bool:
     return all(torch.equal(p, q) for p, q in zip(a, module.parameters()))
-
-
-def set_critic_outputs(critics: torch.nn.Module, values: list[float]) -> None:
-    """Make critic ``i`` output the constant ``values[i]``: zero its last layer's weights, set its bias."""
-    with torch.no_grad():
-        for critic, value in zip(critics.critics, values):
-            critic.net[-1].weight.zero_()
-            critic.net[-1].bias.fill_(value)
 
 
 def next_x(ag: ActorCriticAgent, seed: int = 0) -> torch.Tensor:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import compose_config
-from test_agents import make, set_critic_outputs
-from test_ddpg import batch
+from helpers.agents_small import make, set_critic_outputs
+from helpers.fixed_batch import batch
 
 from agents import DDPG, SAC, TD3
 from envs import env_info, make_env
