@@ -23,18 +23,26 @@ class EpisodeBuffer:
     Args:
         capacity: number of episodes held; when full, new episodes overwrite the oldest.
         fields: ``name -> (slots, dim)``, e.g. ``{"obs": (T + 1, 10), "g": (T, 3)}``.
+
+    A capacity whose arrays would not fit in the memory available is refused before anything is allocated.
     """
 
     def __init__(self, capacity: int, fields: Mapping[str, tuple[int, int]]) -> None:
         self.capacity = validation.positive_int("capacity", capacity)
         if not fields:
             raise ValueError("fields must name at least one array")
+        validation.fits_in_memory("capacity", capacity, self.nbytes(self.capacity, fields))
         self.data: dict[str, np.ndarray] = {
             name: np.zeros((self.capacity, slots, dim), dtype=np.float32) for name, (slots, dim) in fields.items()
         }
         self._next = 0  # slot the next episode goes to
         self.n_episodes = 0  # episodes held, at most capacity
         self.n_stored_total = 0  # episodes ever stored
+
+    @staticmethod
+    def nbytes(capacity: int, fields: Mapping[str, tuple[int, int]]) -> int:
+        """Bytes of the float32 arrays of a buffer of ``capacity`` episodes with ``fields`` (see the class)."""
+        return 4 * capacity * sum(slots * dim for slots, dim in fields.values())
 
     def store(self, episodes: Mapping[str, np.ndarray]) -> np.ndarray:
         """Store a batch of ``n`` episodes; every field must be given, shaped ``[n, slots, dim]``.
@@ -96,7 +104,9 @@ class HerReplayBuffer:
             ``1 + motion_priority`` times as often as one that left it in place, in the spirit of
             energy-based prioritization (Zhao & Tresp 2018). ``0``: uniform over transitions.
         motion_scale: the path length (goal-space units, meters in Fetch) at which the weight saturates.
-        batch_size: transitions in each training batch that ``sample_batches`` draws.
+        batch_size: transitions in each training batch that ``sample_batches`` draws; at most ``size``.
+
+    A ``size`` whose arrays would not fit in the memory available is refused before anything is allocated.
     """
 
     def __init__(
@@ -118,21 +128,22 @@ class HerReplayBuffer:
         horizon = validation.positive_int("horizon", horizon)
         if size < horizon:
             raise validation.OptionError("size", size, f"at least one episode of {horizon} transitions")
+        if self.batch_size > size:  # sampled with replacement, it would draw every transition many times per update
+            raise validation.OptionError("batch_size", batch_size, f"at most size={size}, the transitions held")
         self.strategy = resolve_strategy(strategy)
         self.relabel_p = relabel_probability(replay_k)
         self.motion_priority = validation.real_in_range("motion_priority", motion_priority, 0.0, np.inf, high_open=True)
         self.motion_scale = validation.positive_real("motion_scale", motion_scale)
         self.reward_fn = reward_fn
         self.horizon = horizon
-        self.storage = EpisodeBuffer(
-            size // horizon,
-            {
-                "obs": (horizon + 1, obs_dim),
-                "ag": (horizon + 1, goal_dim),
-                "g": (horizon, goal_dim),
-                "action": (horizon, action_dim),
-            },
-        )
+        fields = {
+            "obs": (horizon + 1, obs_dim),
+            "ag": (horizon + 1, goal_dim),
+            "g": (horizon, goal_dim),
+            "action": (horizon, action_dim),
+        }
+        validation.fits_in_memory("size", size, EpisodeBuffer.nbytes(size // horizon, fields))
+        self.storage = EpisodeBuffer(size // horizon, fields)
         self.episode_weights = np.ones(self.storage.capacity, np.float64)  # of the slots (motion_priority > 0)
 
     @property
