@@ -408,10 +408,11 @@ def resume_problem(value: str, others: Sequence[str]) -> str | None:
             continue  # flags, and Hydra's own settings (launcher, logging)
         if key not in RESUME_OVERRIDES:
             return f"{arg}: a resumed run keeps its saved config; only {', '.join(RESUME_OVERRIDES)} may change"
-    try:
-        rundir.check_not_busy(run_dir)
-    except RunDirError as err:
-        return str(err)
+    if int(os.environ.get("RANK", "0")) == 0:  # (ranks > 0 write nothing there; rank 0 may hold the dir already)
+        try:
+            rundir.check_not_busy(run_dir)
+        except RunDirError as err:
+            return str(err)
     return None
 
 
