@@ -23,18 +23,26 @@ class EpisodeBuffer:
     Args:
         capacity: number of episodes held; when full, new episodes overwrite the oldest.
         fields: ``name -> (slots, dim)``, e.g. ``{"obs": (T + 1, 10), "g": (T, 3)}``.
+
+    A capacity whose arrays would not fit in the memory available is refused before anything is allocated.
     """
 
     def __init__(self, capacity: int, fields: Mapping[str, tuple[int, int]]) -> None:
         self.capacity = validation.positive_int("capacity", capacity)
         if not fields:
             raise ValueError("fields must name at least one array")
+        validation.fits_in_memory("capacity", capacity, self.nbytes(self.capacity, fields))
         self.data: dict[str, np.ndarray] = {
             name: np.zeros((self.capacity, slots, dim), dtype=np.float32) for name, (slots, dim) in fields.items()
         }
         self._next = 0  # slot the next episode goes to
         self.n_episodes = 0  # episodes held, at most capacity
         self.n_stored_total = 0  # episodes ever stored
+
+    @staticmethod
+    def nbytes(capacity: int, fields: Mapping[str, tuple[int, int]]) -> int:
+        """Bytes of the float32 arrays of a buffer of ``capacity`` episodes with ``fields`` (see the class)."""
+        return 4 * capacity * sum(slots * dim for slots, dim in fields.values())
 
     def store(self, episodes: Mapping[str, np.ndarray]) -> np.ndarray:
         """Store a batch of ``n`` episodes; every field must be given, shaped ``[n, slots, dim]``.
@@ -96,13 +104,15 @@ class HerReplayBuffer:
             ``1 + motion_priority`` times as often as one that left it in place, in the spirit of
             energy-based prioritization (Zhao & Tresp 2018). ``0``: uniform over transitions.
         motion_scale: the path length (goal-space units, meters in Fetch) at which the weight saturates.
-        batch_size: transitions in each training batch that ``sample_batches`` draws.
+        batch_size: transitions in each training batch that ``sample_batches`` draws; at most ``size``.
         n_step: each sampled transition spans up to ``n_step`` steps, with its rewards recomputed for its
             (relabeled) goal, summed with discount ``gamma``, and cut short at the episode's end and where that
             goal is first reached (``her.relabel.n_step_rewards``); the batch's ``discount`` is ``gamma^m``
             for a transition of ``m`` steps. ``1``: one-step transitions. At most ``horizon``.
         gamma: the agent's discount (``training.cli`` passes ``agent.gamma``): every sample's ``discount`` is a
             power of it, and n-step rewards are summed with it.
+
+    A ``size`` whose arrays would not fit in the memory available is refused before anything is allocated.
     """
 
     def __init__(
@@ -126,6 +136,8 @@ class HerReplayBuffer:
         horizon = validation.positive_int("horizon", horizon)
         if size < horizon:
             raise validation.OptionError("size", size, f"at least one episode of {horizon} transitions")
+        if self.batch_size > size:  # sampled with replacement, it would draw every transition many times per update
+            raise validation.OptionError("batch_size", batch_size, f"at most size={size}, the transitions held")
         self.strategy = resolve_strategy(strategy)
         self.relabel_p = relabel_probability(replay_k)
         self.motion_priority = validation.real_in_range("motion_priority", motion_priority, 0.0, np.inf, high_open=True)
@@ -136,15 +148,14 @@ class HerReplayBuffer:
         self.gamma = validation.real_in_range("gamma", gamma, 0.0, 1.0, high_open=True)
         self.reward_fn = reward_fn
         self.horizon = horizon
-        self.storage = EpisodeBuffer(
-            size // horizon,
-            {
-                "obs": (horizon + 1, obs_dim),
-                "ag": (horizon + 1, goal_dim),
-                "g": (horizon, goal_dim),
-                "action": (horizon, action_dim),
-            },
-        )
+        fields = {
+            "obs": (horizon + 1, obs_dim),
+            "ag": (horizon + 1, goal_dim),
+            "g": (horizon, goal_dim),
+            "action": (horizon, action_dim),
+        }
+        validation.fits_in_memory("size", size, EpisodeBuffer.nbytes(size // horizon, fields))
+        self.storage = EpisodeBuffer(size // horizon, fields)
         self.episode_weights = np.ones(self.storage.capacity, np.float64)  # of the slots (motion_priority > 0)
 
     @property

@@ -121,9 +121,23 @@ def append_atomic(path: str | Path, data: bytes) -> None:
 
 
 def remove_stale_temp_files(directory: str | Path) -> None:
-    """Delete the temporary files of writes that a kill interrupted."""
-    for tmp in Path(directory).glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
+    """Delete the temporary files (``.<name>.<pid>.tmp``, see ``write_atomic``) that writes of this process or of
+    a process that has ended left behind (a kill mid-write); those of a live process are its writes in progress."""
+    for tmp in Path(directory).glob(".*.*.tmp"):
+        pid = tmp.name.removesuffix(".tmp").rpartition(".")[2]
+        if pid.isdigit() and int(pid) > 0 and (int(pid) == os.getpid() or not process_alive(int(pid))):
+            tmp.unlink(missing_ok=True)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (one of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def bytes_tensor(data: bytes) -> torch.Tensor:

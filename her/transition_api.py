@@ -24,13 +24,18 @@ class HindsightExperienceReplay:
 
     Args:
         state_dim, action_dim: sizes of ``state`` and ``action``; goals have ``state_dim`` entries.
-        buffer_size: transitions held (each ``store_transition`` adds two); the oldest are overwritten.
+        buffer_size: transitions held (each ``store_transition`` adds two); the oldest are overwritten. An even
+            number (a pair is never split when the oldest are overwritten), refused before anything is
+            allocated when its arrays would not fit in the memory available.
         batch_size: transitions per ``sample()``.
         goal_sampling_strategy: applied to sampled goals. Either a callable on the ``[B, state_dim]`` goal
-            tensor returning a tensor of the same shape, or a strategy name (``future``, ``final``,
-            ``episode``, ``random``, ``actual``) that relabels each goal with probability ``relabel_p``
-            (with one-step episodes, ``future`` and ``final`` both pick ``next_state``). ``None``: goals
-            as stored. When goals change, their rewards are recomputed with ``reward_fn``.
+            tensor returning a ``torch.Tensor`` of the same shape (one goal per row, for any ``B``), or a
+            strategy name (``future``, ``final``, ``episode``, ``random``, ``actual``) that relabels each goal
+            with probability ``relabel_p`` (with one-step episodes, ``future`` and ``final`` both pick
+            ``next_state``). ``None``: goals as stored. When goals change, their rewards are recomputed with
+            ``reward_fn``. A callable's result of another type, shape or layout is an error naming it; when
+            ``batch_size == state_dim``, where a transposed result has the right shape, the first ``sample()``
+            also calls it once on ``batch_size + 1`` goals to check that it returns rows.
         reward_fn: ``reward_fn(achieved [B, g], goal [B, g], info) -> [B]``; default Fetch's sparse
             ``-1/0`` reward with threshold 0.05.
         relabel_p: relabel probability for named strategies.
@@ -54,6 +59,10 @@ class HindsightExperienceReplay:
         self.state_dim = validation.positive_int("state_dim", state_dim)
         self.action_dim = validation.positive_int("action_dim", action_dim)
         self.buffer_size = validation.positive_int("buffer_size", buffer_size)
+        if self.buffer_size % 2:  # the oldest pair would be overwritten one half at a time
+            raise validation.OptionError(
+                "buffer_size", buffer_size, "an even integer >= 2: each store_transition adds a pair of transitions"
+            )
         self.batch_size = validation.positive_int("batch_size", batch_size)
         if self.batch_size > self.buffer_size:
             raise validation.OptionError(
@@ -70,14 +79,15 @@ class HindsightExperienceReplay:
                     "goal_sampling_strategy", goal_sampling_strategy, "None, a strategy name or a callable"
                 )
             self._tensor_strategy = goal_sampling_strategy
+        self._check_rows = self.batch_size == self.state_dim  # (see goal_sampling_strategy)
         self.reward_fn = reward_fn if reward_fn is not None else sparse_reward(0.05)
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)
         s, a = self.state_dim, self.action_dim
         # One-step episodes: obs/ag hold (state, next_state); the achieved goal of a state is the state.
-        self.storage = EpisodeBuffer(
-            self.buffer_size, {"obs": (2, s), "g": (1, s), "action": (1, a), "reward": (1, 1), "done": (1, 1)}
-        )
+        fields = {"obs": (2, s), "g": (1, s), "action": (1, a), "reward": (1, 1), "done": (1, 1)}
+        validation.fits_in_memory("buffer_size", buffer_size, EpisodeBuffer.nbytes(self.buffer_size, fields))
+        self.storage = EpisodeBuffer(self.buffer_size, fields)
 
     def __len__(self) -> int:
         return self.storage.n_episodes
@@ -130,17 +140,8 @@ class HindsightExperienceReplay:
             changed = relabel_goals(episodes, goals, ep, t, self._named_strategy, self.relabel_p, self.rng)
         goals_t = torch.as_tensor(goals, device=self.device)
         if self._tensor_strategy is not None:
-            goals_t = self._tensor_strategy(goals_t)
-            if goals_t.shape != (self.batch_size, self.state_dim):
-                expected = (self.batch_size, self.state_dim)
-                raise ValueError(f"goal_sampling_strategy returned shape {tuple(goals_t.shape)}, expected {expected}")
+            goals_t = self._strategy_goals(goals_t)
             goals = goals_t.detach().cpu().numpy()
-            if not np.isfinite(goals).all():
-                rows = np.flatnonzero(~np.isfinite(goals).all(axis=1))
-                raise ValueError(
-                    f"goal_sampling_strategy returned NaN or inf goals (rows {rows[:8].tolist()} of the batch): "
-                    "expected finite goals"
-                )
             changed[:] = True
         if changed.any():
             rewards = rewards.copy()
@@ -157,6 +158,47 @@ class HindsightExperienceReplay:
             tensor(data["done"][ep, 0, 0]),
             goals_t.to(torch.float32),
         )
+
+    def _strategy_goals(self, goals: torch.Tensor) -> torch.Tensor:
+        """The callable strategy's goals for the ``[B, state_dim]`` ``goals``, checked: a ``[B, state_dim]``
+        tensor of finite real numbers (the rows of a transposed result are caught by a second call on
+        ``B + 1`` goals, once, when ``B == state_dim``)."""
+        strategy = self._tensor_strategy
+        assert strategy is not None
+        if self._check_rows:
+            self._check_strategy_result(strategy(torch.cat([goals, goals[:1]])), len(goals) + 1)
+            self._check_rows = False
+        return self._check_strategy_result(strategy(goals), len(goals))
+
+    def _check_strategy_result(self, result: object, n: int) -> torch.Tensor:
+        """``result`` of the strategy on ``n`` goals, or an error naming the strategy and what it returned."""
+        name = f"goal_sampling_strategy {_qualified_name(self._tensor_strategy)}"
+        expected = (n, self.state_dim)
+        if not isinstance(result, torch.Tensor):
+            shape = f" of shape {tuple(np.shape(result))}" if isinstance(result, np.ndarray | list | tuple) else ""
+            raise TypeError(
+                f"{name} returned {type(result).__module__}.{type(result).__qualname__}{shape} on a {expected} goal "
+                f"tensor: expected a torch.Tensor of shape {expected}"
+            )
+        if tuple(result.shape) != expected:
+            shape = tuple(result.shape)
+            hint = " (transposed?)" if shape == expected[::-1] else ""
+            raise ValueError(f"{name} returned shape {shape}{hint} for {n} goals, expected {expected}: a goal per row")
+        if result.dtype == torch.bool or result.is_complex():
+            raise TypeError(f"{name} returned a {result.dtype} tensor: expected real numbers")
+        finite = torch.isfinite(result).all(dim=1).cpu().numpy()
+        if not finite.all():
+            rows = np.flatnonzero(~finite)
+            raise ValueError(
+                f"{name} returned NaN or inf goals (rows {rows[:8].tolist()} of the batch): expected finite goals"
+            )
+        return result
+
+
+def _qualified_name(fn: object) -> str:
+    """``module.qualname`` of a function (or of a callable object's class)."""
+    named = fn if hasattr(fn, "__qualname__") else type(fn)
+    return f"{getattr(named, '__module__', '?')}.{named.__qualname__}"
 
 
 def _host(x: object) -> object:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -115,6 +116,56 @@ def finite_array(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or inf values")
     return arr
+
+
+# Where Linux tells the memory a process may still take: the machine's, then a container's limit (cgroup v2, v1).
+MEMINFO = Path("/proc/meminfo")
+CGROUP_LIMITS = (
+    (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory.current")),
+    (Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"), Path("/sys/fs/cgroup/memory/memory.usage_in_bytes")),
+)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can still allocate: ``MemAvailable`` of ``/proc/meminfo``, or less where a
+    container's memory limit (cgroup) leaves less; ``None`` where the system tells neither (not Linux)."""
+    candidates = []
+    try:
+        for line in MEMINFO.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                candidates.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    for limit_file, usage_file in CGROUP_LIMITS:
+        try:
+            limit, usage = limit_file.read_text().strip(), int(usage_file.read_text())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit() and int(limit) < 2**60:  # "max" (v2) or a huge number (v1): no limit
+            candidates.append(max(int(limit) - usage, 0))
+    return min(candidates) if candidates else None
+
+
+def format_bytes(n: int) -> str:
+    """``n`` bytes in binary units, e.g. ``38.0 GiB``."""
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def fits_in_memory(name: str, value: Any, nbytes: int, what: str = "its arrays") -> None:
+    """Raise ``OptionError`` for ``name=value`` when the ``nbytes`` it would allocate (``what``) exceed the
+    memory available (``available_memory``): checked before allocating, instead of a ``MemoryError`` later."""
+    available = available_memory()
+    if available is not None and nbytes > available:
+        raise OptionError(
+            name,
+            value,
+            "a size that fits in memory",
+            f"{what} need {format_bytes(nbytes)} ({nbytes} bytes), more than the {format_bytes(available)} "
+            f"({available} bytes) of memory available",
+        )
 
 
 def keyword_options(fn: Callable[..., Any]) -> set[str] | None:

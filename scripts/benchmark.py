@@ -365,8 +365,9 @@ def main() -> None:
         write_results(results, args.out)
         return
 
-    # --quick: two episodes of 50 steps in the buffer, and 2 updates a cycle
-    memory = ["buffer.size=100", "runner.updates_per_cycle=2"] if quick else [f"buffer.size={args.memory_buffer}"]
+    # --quick: two episodes of 50 steps in the buffer (batches of at most those 100 transitions), 2 updates a cycle
+    quick_memory = ["buffer.size=100", "buffer.batch_size=100", "runner.updates_per_cycle=2"]
+    memory = quick_memory if quick else [f"buffer.size={args.memory_buffer}"]
     memory_cfg = load_config(args.overrides + memory + ["logger.tensorboard=false"])
     results.update(memory_over_wraps(memory_cfg, 2 if quick else args.memory_wraps))
     if args.memory_only:

@@ -38,6 +38,35 @@ def option(check: Any, name: str, value: Any, *args: Any) -> Any:
         raise ConfigError(f"{name}={err.value!r} is invalid: {err.problem}") from None
 
 
+# What configs/evaluate.yaml lists: any other key (``+env=FetchReach``, ``+foo=1``) would be ignored, so it is refused.
+OPTIONS = frozenset(str(key) for key in OmegaConf.load(Path(CONFIG_DIR) / "evaluate.yaml")) - {"defaults", "hydra"}
+
+
+def check_options(cfg: DictConfig) -> None:
+    """Refuse keys that are no option of this script (added with ``+key=...``)."""
+    unknown = sorted(str(key) for key in cfg if key not in OPTIONS)
+    if unknown:
+        hint = ": the env to evaluate on is env_id=<id>" if unknown[0] == "env" else ""
+        raise ConfigError(
+            f"{unknown[0]} is not an option of scripts/evaluate.py{hint} (its options: {', '.join(sorted(OPTIONS))})"
+        )
+
+
+def check_writable(option: str, path: Path) -> None:
+    """Refuse a file ``path`` (``option`` names where it comes from) that could not be written: checked before the
+    episodes run, so that their result is not lost at the end."""
+    folder = path.parent
+    if path.is_dir():
+        problem = "it is a folder"
+    elif not folder.is_dir():
+        problem = f"its folder {folder} does not exist"
+    elif not os.access(folder, os.W_OK):
+        problem = f"its folder {folder} is not writable"
+    else:
+        return
+    raise ConfigError(f"{option} is invalid: cannot write {path}: {problem}")
+
+
 def run_dir_of(path: Path) -> Path:
     """The run dir a checkpoint file belongs to (``<run>/checkpoints/x.pt`` or ``<run>/policy.pt``)."""
     return path.parent.parent if path.parent.name == checkpoint.CHECKPOINT_DIR else path.parent
@@ -61,6 +90,7 @@ def env_kwargs_of(cfg: DictConfig, policy: Policy) -> Any:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate the checkpoint ``cfg.policy`` as configured; returns what is written to the JSON file."""
+    check_options(cfg)
     if OmegaConf.is_missing(cfg, "policy"):
         raise ConfigError("policy is required: a run dir or a checkpoint file, e.g. policy=runs/FetchReach/<time>")
     episodes = option(validation.positive_int, "episodes", cfg.episodes)
@@ -71,6 +101,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     device = resolve_device(cfg.device)
 
     path = checkpoint.resolve_path(cfg.policy)
+    out_dir, stem = run_dir_of(path), f"eval_{path.stem}"
+    output = Path(cfg.output) if cfg.output else out_dir / f"{stem}.json"
+    check_writable(f"output={cfg.output}" if cfg.output else "output=null (next to the checkpoint)", output)
+    if cfg.video:
+        check_writable("video=true", out_dir / f"{stem}.mp4")
     policy = load_policy(path, device)
     env_id = cfg.env_id or policy.env["id"]
     kwargs = option(lambda _, v: env_kwargs(v), "env_kwargs", env_kwargs_of(cfg, policy))
@@ -84,7 +119,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         rollout = collect_episodes(envs, policy_fn(policy), episodes, info.horizon, seed)
     finally:
         envs.close()
-    out_dir, stem = run_dir_of(path), f"eval_{path.stem}"
     result: dict[str, Any] = {
         "checkpoint": str(path),
         "env": env_id,
@@ -96,7 +130,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     }
     if cfg.video:
         result["video"] = record_video(cfg, policy, env_id, kwargs, out_dir / f"{stem}.mp4", path.stem)
-    output = Path(cfg.output) if cfg.output else out_dir / f"{stem}.json"
     output.write_text(json.dumps(result, indent=2) + "\n")
     return {**result, "output": str(output)}
 

@@ -8,10 +8,16 @@ from __future__ import annotations
 import os
 import sys
 
-import hydra
-from omegaconf import DictConfig
+from training.signals import exit_on_interrupt
 
-from training.cli import CONFIG_DIR, check_resume_argument, other_rank_overrides, run
+STARTUP_INTERRUPTED = "interrupted during start-up (Ctrl-C): nothing was trained"
+if __name__ == "__main__":  # before the slow imports below (torch, gymnasium, MuJoCo): Ctrl-C there exits at once
+    exit_on_interrupt(STARTUP_INTERRUPTED)
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from training.cli import CONFIG_DIR, check_resume_argument, other_rank_overrides, run  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

@@ -102,7 +102,7 @@ def test_the_readme_example_env_trains_from_its_own_module(tmp_path):
          "runner.updates_per_cycle=1", "runner.eval_episodes=1", "torch_threads=1", "progress=false",
          f"hydra.run.dir={out}"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])

@@ -155,6 +155,24 @@ def test_evaluate_bad_input(run_dir, overrides, error, message):
         evaluate(evaluate_config(*(o.replace("RUN", str(run_dir)) for o in overrides)))
 
 
+def test_evaluate_checks_where_it_writes_and_refuses_options_it_does_not_use(run_dir, tmp_path, monkeypatch):
+    import evaluate as script
+
+    def no_episodes(*args, **kwargs):
+        raise AssertionError("episodes ran before the options were checked")
+
+    monkeypatch.setattr(script, "collect_episodes", no_episodes)
+    missing = tmp_path / "missing" / "x.json"
+    with pytest.raises(ConfigError, match=rf"output={missing} is invalid: cannot write {missing}: its folder .* exist"):
+        evaluate(evaluate_config(f"policy={run_dir}", f"output={missing}"))
+    with pytest.raises(ConfigError, match=rf"output={tmp_path} is invalid: cannot write {tmp_path}: it is a folder"):
+        evaluate(evaluate_config(f"policy={run_dir}", f"output={tmp_path}"))
+    with pytest.raises(ConfigError, match=r"env is not an option of scripts/evaluate.py: the env to evaluate on is"):
+        evaluate(evaluate_config(f"policy={run_dir}", "+env=FetchReach"))
+    with pytest.raises(ConfigError, match=r"bogus is not an option of scripts/evaluate.py \(its options: device, "):
+        evaluate(evaluate_config(f"policy={run_dir}", "+bogus=1"))
+
+
 def fake_run(path: Path, env_id: str, seed: int, success: list[float]) -> None:
     (path / ".hydra").mkdir(parents=True)
     (path / ".hydra" / "config.yaml").write_text(f"seed: {seed}\nenv:\n  id: {env_id}\n")

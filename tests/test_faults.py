@@ -1,10 +1,15 @@
-"""Faults during a run: divergence (NaN/inf), a damaged newest checkpoint, a full disk."""
+"""Faults during a run: divergence (NaN/inf), a damaged newest checkpoint, a full disk, a metrics line cut short,
+sizes that cannot fit, Ctrl-C at any moment."""
 
 from __future__ import annotations
 
 import math
+import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +21,7 @@ from envs import env_info, make_env
 from her import sparse_reward
 from training import checkpoint
 from training.checkpoint import Checkpointer, CheckpointError, DivergenceError
-from training.cli import build_runner, resume_config, run_info, train
+from training.cli import ConfigError, build_runner, resume_config, run_info, train
 from training.divergence import first_non_finite_update, non_finite_tensors
 from training.metrics import read_records
 from training.runner import Runner
@@ -202,3 +207,107 @@ def test_a_full_disk_stops_with_the_path_and_the_run_resumes(tmp_path, name, fai
     assert text.endswith("\n") and len(text.splitlines()) == len(read_records(run_dir / "metrics.jsonl"))
     train(resume_config(run_dir), run_dir)  # the disk has room again
     assert [r["epoch"] for r in read_records(run_dir / "metrics.jsonl")] == [0, 1, 2]
+
+
+# --- a metrics line cut short -----------------------------------------------------------------------
+def test_a_metrics_line_cut_short_is_reported_and_its_epoch_runs_again(tmp_path, capsys, reference):
+    """A crash of the machine can cut the last line of metrics.jsonl (the checkpoint written after it is synced,
+    the line may not be): the resume says so and runs that epoch again from the previous checkpoint."""
+    run_dir = tmp_path / "run"
+    train(compose_config(*TINY), run_dir)
+    metrics = run_dir / "metrics.jsonl"
+    text = metrics.read_text()
+    metrics.write_text(text[: text.rindex("\n", 0, -1) + 40])  # epoch 2's line, cut after 39 characters
+    capsys.readouterr()
+    train(resume_config(run_dir, ["runner.epochs=4"]), run_dir)
+    warning = capsys.readouterr().err
+    assert f"warning: {metrics}: its last line is cut short, a record lost in a crash: '{{\"epoch\": 2," in warning
+    previous = run_dir / "checkpoints" / "last.prev.pt"
+    assert f"the record of epoch 2 is lost: resuming from the previous generation {previous} (epoch 2)" in warning
+    assert without_timing(run_dir) == reference  # epoch 2 done again, exactly
+
+
+def test_a_metrics_line_cut_short_after_the_checkpoint_is_reported(tmp_path, capsys, reference):
+    run_dir = tmp_path / "run"
+    train(compose_config(*TINY, "runner.epochs=4"), run_dir)
+    (run_dir / "checkpoints" / "last.pt").unlink()  # the checkpoint of epoch 3 never written: epoch 2's is newest
+    os.replace(run_dir / "checkpoints" / "last.prev.pt", run_dir / "checkpoints" / "last.pt")
+    metrics = run_dir / "metrics.jsonl"
+    metrics.write_text(metrics.read_text()[:-30])  # epoch 3's line cut short
+    capsys.readouterr()
+    train(resume_config(run_dir), run_dir)
+    warning = capsys.readouterr().err
+    assert "its last line is cut short" in warning and "that epoch comes after the checkpoint and runs again" in warning
+    assert without_timing(run_dir) == reference
+
+
+# --- sizes that cannot fit ----------------------------------------------------------------------------
+def test_a_buffer_larger_than_the_memory_is_refused_before_allocating(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        train(compose_config(*TINY, "buffer.size=1000000000000"), tmp_path / "run")
+    # 2e10 episodes of 50 steps x (51 x 2 obs + 51 x 2 achieved + 50 x 2 goals + 50 x 2 actions) float32
+    assert re.fullmatch(
+        r"buffer\.size=1000000000000 is invalid: its arrays need 29\.4 TiB \(32320000000000 bytes\), more than the "
+        r"[0-9.]+ [KMGT]iB \(\d+ bytes\) of memory available",
+        str(err.value),
+    ), err.value
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_a_batch_larger_than_the_buffer_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"buffer\.batch_size=100000 is invalid: expected at most size=1000, the"):
+        train(compose_config(*TINY, "buffer.batch_size=100000", "buffer.size=1000"), tmp_path / "run")
+
+
+# --- Ctrl-C -------------------------------------------------------------------------------------------
+def hold(run_dir: Path, marker: Path, moment: str, after: int) -> subprocess.Popen:
+    """The CLI holding still at ``moment`` (tests/helpers/hold_train.py)."""
+    helper = ROOT / "tests" / "helpers" / "hold_train.py"
+    command = [sys.executable, str(helper), str(marker), moment, str(after), *TINY, f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not marker.exists():
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    return proc
+
+
+def test_two_ctrl_c_50_ms_apart_stop_at_once_with_one_line(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = hold(run_dir, tmp_path / "holding", "cycle", 1)  # in training, its first checkpoint written
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert err.strip().splitlines()[-1] == (
+        "interrupted: stopped at once (Ctrl-C again); the last complete checkpoint is kept. "
+        f"Resume with: python scripts/train.py resume={run_dir}"
+    )
+    assert checkpoint.load(run_dir / "checkpoints" / "last.pt")["counters"]["epoch"] == 0
+    assert not list(run_dir.rglob("*.tmp"))
+
+
+def test_ctrl_c_during_start_up_says_so_in_one_line(tmp_path):
+    proc = hold(tmp_path / "run", tmp_path / "holding", "build", 0)  # about to build the envs, buffer and agent
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip() == "interrupted during start-up (Ctrl-C): nothing was trained"
+
+
+# --- temporary files ---------------------------------------------------------------------------------
+def test_start_up_removes_only_the_temporary_files_of_ended_processes(tmp_path):
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    directory = tmp_path / "checkpoints"
+    directory.mkdir()
+    stale = directory / f".last.pt.{int(ended.stdout)}.tmp"  # a write killed midway
+    live = directory / f".last.pt.{os.getppid()}.tmp"  # another process writing now
+    own = directory / f".best.pt.{os.getpid()}.tmp"
+    for path in (stale, live, own):
+        path.write_bytes(b"partial")
+    cfg = compose_config(*TINY)
+    runner, info = build_runner(cfg, None)
+    Checkpointer(tmp_path, run_info(cfg, info))
+    runner.close()
+    assert sorted(p.name for p in directory.iterdir()) == [live.name]

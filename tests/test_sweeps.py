@@ -9,7 +9,7 @@ import pytest
 import yaml
 from helpers.train_cli import ROOT, TINY, run_train
 
-from training.sweep import collect, format_table, summary
+from training.sweep import collect, format_table, record_failure, summary
 
 HELPERS = str(ROOT / "tests" / "helpers")
 
@@ -18,19 +18,32 @@ HELPERS = str(ROOT / "tests" / "helpers")
 def test_joblib_sweep_runs_jobs_in_parallel_processes_and_prints_a_summary(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [HELPERS, os.environ.get("PYTHONPATH")]))}
     proc = run_train(
-        "-m", "seed=0,1", "env=PointReach", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "torch_threads=1",
+        "-m", "seed=0,1,-1", "env=PointReach", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "torch_threads=1",
         "+hydra.callbacks.job_process._target_=job_process.JobProcess", *TINY, f"hydra.sweep.dir={tmp_path}",
         env=env,
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 2, proc.stderr  # the failed job's exit status, after the others finished
     jobs = sorted(p.parent.name for p in tmp_path.glob("*/metrics.jsonl"))
     assert jobs == ["0_PointReach_seed0", "1_PointReach_seed1"]
-    assert f"sweep {tmp_path}: 2 jobs" in proc.stdout
+    assert f"sweep {tmp_path}: 3 jobs" in proc.stdout
     assert "| 0_PointReach_seed0 | seed=0 | 1 | 400 |" in proc.stdout  # final epoch, env steps
+    assert "| 2_PointReach_seed-1 | seed=-1 | failed (exit 2) |" in proc.stdout
+    assert "error: 1 job(s) of the sweep failed: 2_PointReach_seed-1" in proc.stderr
     # each job ran in a worker process of its own, and the two ran at the same time
     a, b = (json.loads((tmp_path / job / "job_process.json").read_text()) for job in jobs)
     assert len({a["pid"], b["pid"], os.getpid()}) == 3
     assert a["start"] < b["end"] and b["start"] < a["end"], (a, b)
+
+
+def test_a_sweep_with_a_failing_job_finishes_the_others_and_names_it_in_the_summary(tmp_path):
+    proc = run_train("-m", "seed=-1,0", "env=PointReach", "torch_threads=1", *TINY, f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 2, proc.stderr
+    assert "error: seed=-1 is invalid: expected an integer >= 0" in proc.stderr and "Traceback" not in proc.stderr
+    assert f"sweep {tmp_path}: 2 jobs" in proc.stdout
+    assert "| 0_PointReach_seed-1 | seed=-1 | failed (exit 2) |" in proc.stdout
+    assert "| 1_PointReach_seed0 | seed=0 | 1 | 400 |" in proc.stdout  # ran after the failed job
+    assert "failed: 0_PointReach_seed-1: seed=-1 is invalid: expected an integer >= 0" in proc.stdout
+    assert proc.stderr.strip().endswith("error: 1 job(s) of the sweep failed: 0_PointReach_seed-1")
 
 
 @pytest.mark.slow
@@ -63,3 +76,8 @@ def test_summary_table_shows_varying_overrides_and_unfinished_jobs(tmp_path):
     assert table.splitlines()[2] == "| 0_PointReach_seed0 | seed=0 | 1 | 400 | 0.500 |"
     assert "| 1_PointReach_seed1 | seed=1 | no metrics.jsonl (failed or unfinished)" in table
     assert summary(tmp_path / "missing") == f"no jobs under {tmp_path / 'missing'}"
+    record_failure(tmp_path, "2_PointReach_seed2", ["seed=2", "env=PointReach"], 2, "run dir ... is in use by ...")
+    results = collect(tmp_path)  # a failed job that wrote no Hydra files is listed from its record
+    assert [(r.path.name, r.status) for r in results] == [("0_PointReach_seed0", None), ("1_PointReach_seed1", None),
+                                                          ("2_PointReach_seed2", 2)]  # fmt: skip
+    assert "| 2_PointReach_seed2 | seed=2 | failed (exit 2) |" in format_table(results)

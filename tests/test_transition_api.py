@@ -228,5 +228,63 @@ def test_a_strategy_returning_nan_goals_is_an_error_naming_it():
     rng = np.random.default_rng(0)
     for _ in range(2):
         her.store_transition(*rand_transition(rng, 3, 1))
-    with pytest.raises(ValueError, match=r"goal_sampling_strategy returned NaN or inf goals \(rows \[1\]"):
+    with pytest.raises(ValueError, match=r"strategy .*<locals>\.broken returned NaN or inf goals \(rows \[1\]"):
         her.sample()
+
+
+# --- faults: a strategy's result, sizes ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "returned, message",
+    [
+        (lambda g: g.numpy(), r"returned numpy\.ndarray of shape \(4, 3\) on a \(4, 3\) goal tensor: expected a torch"),
+        (lambda g: g.tolist(), r"returned builtins\.list of shape \(4, 3\) on a \(4, 3\) goal tensor"),
+        (lambda g: None, r"returned builtins\.NoneType on a \(4, 3\) goal tensor: expected a torch\.Tensor"),
+        (lambda g: g > 0, r"returned a torch\.bool tensor: expected real numbers"),
+        (lambda g: g[:2], r"returned shape \(2, 3\) for 4 goals, expected \(4, 3\): a goal per row"),
+        (lambda g: g.T, r"returned shape \(3, 4\) \(transposed\?\) for 4 goals, expected \(4, 3\)"),
+    ],
+    ids=["numpy", "list", "none", "bool", "rows-missing", "transposed"],
+)
+def test_a_strategy_result_of_the_wrong_type_or_shape_is_an_error_naming_the_strategy(returned, message):
+    her = HindsightExperienceReplay(3, 2, 10, 4, returned, seed=0)
+    stored(her, 2, s=3)
+    name = r"goal_sampling_strategy test_transition_api\.<lambda> "
+    with pytest.raises((TypeError, ValueError), match=name + message):
+        her.sample()
+
+
+def test_a_transposed_result_is_caught_when_the_batch_equals_the_state_dim():
+    """With ``batch_size == state_dim`` a transposed ``[B, s]`` result has the right shape: the first sample also
+    calls the strategy on ``B + 1`` goals, where it has not."""
+    calls = []
+
+    def transposed(goals):
+        calls.append(len(goals))
+        return goals.T
+
+    her = HindsightExperienceReplay(3, 2, 10, 3, transposed, seed=0)
+    stored(her, 2, s=3)
+    with pytest.raises(ValueError, match=r"transposed returned shape \(3, 4\) \(transposed\?\) for 4 goals"):
+        her.sample()
+    rows = HindsightExperienceReplay(3, 2, 10, 3, lambda g: g + 1, seed=0)  # a row-wise one passes, and is probed once
+    stored(rows, 2, s=3)
+    assert rows.sample() is not None and rows.sample() is not None and not rows._check_rows
+
+
+@pytest.mark.parametrize("size", [1, 3, 11])
+def test_buffer_sizes_that_cannot_hold_whole_pairs_are_refused(size):
+    with pytest.raises(OptionError, match=rf"buffer_size={size} is invalid: expected an even integer >= 2: each"):
+        HindsightExperienceReplay(3, 1, size, 1)
+
+
+def test_a_buffer_larger_than_the_memory_available_is_refused_before_allocating(monkeypatch):
+    from her import validation
+
+    monkeypatch.setattr(validation, "available_memory", lambda: 2**30)
+    with pytest.raises(
+        OptionError,
+        match=r"buffer_size=1000000000 is invalid: its arrays need 44\.7 GiB \(48000000000 bytes\), more than the "
+        r"1\.0 GiB \(1073741824 bytes\) of memory available",
+    ):
+        HindsightExperienceReplay(3, 1, 10**9, 64)
+    HindsightExperienceReplay(3, 1, 10**6, 64)  # 48 MB

@@ -34,7 +34,7 @@ from her.checkpoint_file import (
     write_atomic,
 )
 from training.divergence import DivergenceError, check_parameters
-from training.metrics import read_records
+from training.metrics import read_log, read_records
 
 if TYPE_CHECKING:
     from envs import EnvInfo
@@ -190,25 +190,62 @@ def has_resumable(run_dir: str | Path) -> bool:
 def load_resumable(run_dir: str | Path) -> Resumable:
     """Load ``run_dir``'s ``checkpoints/last.pt``; if it is missing or damaged, its previous generation
     ``last.prev.pt``, with a warning naming both files and how many logged epochs will be done again. Both
-    unusable: the ``CheckpointError`` of ``last.pt``, which also names the previous generation's problem."""
+    unusable: the ``CheckpointError`` of ``last.pt``, which also names the previous generation's problem.
+
+    Then ``metrics.jsonl``: a last line cut short is reported in the warning, and when the checkpoint's last
+    logged epoch has no record there (that line was its record), the previous generation is resumed from
+    instead, so that the epoch runs again and the metrics end up those of an uninterrupted run."""
     directory = Path(run_dir) / CHECKPOINT_DIR
     newest, previous = directory / LAST, directory / LAST_PREV
     try:
-        return Resumable(newest, load(newest))
+        chosen = Resumable(newest, load(newest))
     except CheckpointError as err:
         newest_error = err
+        try:
+            saved = load(previous)
+        except CheckpointError as err:
+            problem = f"{newest_error.problem} (and the previous generation {previous}: {err.problem})"
+            raise CheckpointError(newest, problem) from None
+        metrics, logged = Path(run_dir) / "metrics.jsonl", logged_env_steps(saved)
+        redone = sum(r["env_steps"] > logged for r in read_records(metrics)) if metrics.is_file() else 0
+        warning = (
+            f"{newest_error}; resuming from the previous generation {previous} (epoch {saved['counters']['epoch']}): "
+            f"{redone} logged epoch{'s' if redone != 1 else ''} after it {'are' if redone != 1 else 'is'} done again"
+        )
+        chosen = Resumable(previous, saved, warning)
+    return _with_lost_records_run_again(Path(run_dir), chosen)
+
+
+def _with_lost_records_run_again(run_dir: Path, chosen: Resumable) -> Resumable:
+    """``chosen``, or the previous generation when ``metrics.jsonl`` lacks the record of ``chosen``'s last logged
+    epoch; the warning also reports a last line cut short."""
+    metrics = run_dir / "metrics.jsonl"
+    if not metrics.is_file():
+        return chosen
+    records, torn = read_log(metrics)
+    logged = max((int(r["env_steps"]) for r in records if "env_steps" in r), default=0)
+    notes = [chosen.warning] if chosen.warning else []
+    if torn is not None:
+        cut = torn if len(torn) <= 60 else torn[:57] + "..."
+        notes.append(f"{metrics}: its last line is cut short, a record lost in a crash: {cut!r}")
+    if logged_env_steps(chosen.content) <= logged:
+        if torn is not None:
+            notes.append("that epoch comes after the checkpoint and runs again")
+        return Resumable(chosen.path, chosen.content, "; ".join(notes) or None)
+    lost_epoch = chosen.content["record"].get("epoch")
+    previous = chosen.path.with_name(LAST_PREV)
     try:
-        saved = load(previous)
-    except CheckpointError as err:
-        problem = f"{newest_error.problem} (and the previous generation {previous}: {err.problem})"
-        raise CheckpointError(newest, problem) from None
-    metrics, logged = Path(run_dir) / "metrics.jsonl", logged_env_steps(saved)
-    redone = sum(r["env_steps"] > logged for r in read_records(metrics)) if metrics.is_file() else 0
-    warning = (
-        f"{newest_error}; resuming from the previous generation {previous} (epoch {saved['counters']['epoch']}): "
-        f"{redone} logged epoch{'s' if redone != 1 else ''} after it {'are' if redone != 1 else 'is'} done again"
-    )
-    return Resumable(previous, saved, warning)
+        saved = load(previous) if chosen.path.name == LAST else None
+    except CheckpointError:
+        saved = None
+    if saved is not None and logged_env_steps(saved) <= logged:
+        notes.append(
+            f"the record of epoch {lost_epoch} is lost: resuming from the previous generation {previous} "
+            f"(epoch {saved['counters']['epoch']}) to run that epoch again"
+        )
+        return Resumable(previous, saved, "; ".join(notes))
+    notes.append(f"the record of epoch {lost_epoch} is lost, and no earlier checkpoint can run that epoch again")
+    return Resumable(chosen.path, chosen.content, "; ".join(notes))
 
 
 class Checkpointer:

@@ -12,11 +12,15 @@ import dataclasses
 import json
 import os
 import shlex
+import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import gymnasium as gym
 import torch
@@ -29,10 +33,11 @@ from threadpoolctl import threadpool_limits
 from agents.precision import PrecisionChoice, choose_precision
 from envs import EnvInfo, EpisodeTerminated, env_info, env_kwargs, make_env, make_vector_env
 from her import validation
-from training import checkpoint
+from training import checkpoint, rundir, sweep
 from training.checkpoint import Checkpointer, CheckpointError, DivergenceError, RunInfo, WriteError
 from training.distributed import CollectiveFailed, Distributed, RanksOutOfSync, launched_by_torchrun, rank_seed
 from training.metrics import MetricsLogger
+from training.rundir import RunDirError
 from training.runner import Runner
 from training.signals import GracefulStop
 
@@ -72,10 +77,15 @@ KEY_HPARAMS = (
     "precision_probe.bf16_updates_per_s",
 )
 
-# configs/hydra/default.yaml: a resumed run writes into its own dir and keeps its .hydra/ (original config).
+# configs/hydra/default.yaml: a resumed run writes into its own dir; a new run (and a sweep) into a dir made for it
+# alone (`new_dir`: `path`, or `path_2`, ... when taken). Cached: Hydra resolves the dir once per config.
 OmegaConf.register_new_resolver(
-    "if_resume", lambda resume, then, otherwise: otherwise if resume is None else then, replace=True
+    "run_dir",
+    lambda resume, new: str(resume) if resume is not None else str(rundir.new_dir(new)),
+    use_cache=True,
+    replace=True,
 )
+OmegaConf.register_new_resolver("new_dir", lambda path: str(rundir.new_dir(path)), use_cache=True, replace=True)
 
 
 class ConfigError(Exception):
@@ -326,14 +336,45 @@ def build_runner(
     return runner, info
 
 
-def train(cfg: DictConfig, run_dir: str | Path | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
+def train(
+    cfg: DictConfig,
+    run_dir: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    on_start: Callable[[], None] | None = None,
+) -> dict[str, Any]:
     """Build everything from ``cfg``, train (continuing the run ``cfg.resume`` when set), save the policy,
     and return the last epoch's metrics plus ``stopped`` (true after Ctrl-C/SIGTERM).
 
-    ``overrides``: the command line's ``key=value`` overrides, shown with the key options in TensorBoard's
-    HParams view."""
+    The run holds ``run_dir`` while it trains (``own_run_dir``): a dir another process writes, or a new run's dir
+    that holds a run already, raises ``RunDirError``. ``overrides``: the command line's ``key=value`` overrides,
+    shown with the key options in TensorBoard's HParams view. ``on_start``: called once every check has passed,
+    the checkpoint resumed from is loaded and training is about to begin."""
     if run_dir is None:
         run_dir = HydraConfig.get().runtime.output_dir
+    with own_run_dir(run_dir, cfg.resume):
+        return _train(cfg, run_dir, overrides, on_start)
+
+
+def own_run_dir(run_dir: str | Path, resume: str | None) -> AbstractContextManager[None]:
+    """Hold ``run_dir`` for this process (``rundir.hold``) on rank 0; ranks > 0 write no run dir. A resume must
+    write into the dir it continues."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return nullcontext()
+    if resume is not None and Path(resume).resolve() != Path(run_dir).resolve():
+        raise ConfigError(f"resume={resume}: {resume_elsewhere(resume, run_dir)}")
+    return rundir.hold(run_dir, new_run=resume is None)
+
+
+def resume_elsewhere(resume: str | Path, run_dir: str | Path) -> str:
+    return (
+        f"a resume continues the run in {resume} and writes there, but the run dir is {run_dir}: that would split "
+        "the run in two. Leave hydra.run.dir out when resuming (to branch off: copy the run dir, resume the copy)"
+    )
+
+
+def _train(
+    cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str], on_start: Callable[[], None] | None
+) -> dict[str, Any]:
     resumable = None if cfg.resume is None else checkpoint.load_resumable(cfg.resume)
     resume_path = None if resumable is None else resumable.path
     saved = None if resumable is None else resumable.content
@@ -359,6 +400,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, overrides: Sequenc
         stop = GracefulStop()
         runner.stop_requested = stop
         start_or_resume(runner, checkpointer, resume_path, saved)
+        if on_start is not None:
+            on_start()
         with stop:
             metrics = runner.run()
             if runner.stopped and runner.distributed.active:  # every rank: all stop after the same cycle
@@ -402,39 +445,87 @@ def other_rank_overrides(environ: dict[str, str]) -> list[str]:
 
 
 def check_resume_argument(argv: Sequence[str]) -> None:
-    """Exit with an error if ``resume=<dir>`` names no run dir with a checkpoint, before Hydra makes the dir."""
-    for arg in argv:
-        if arg.startswith("resume=") and arg not in ("resume=null", "resume="):
-            run_dir = Path(arg.split("=", 1)[1])
-            if not run_dir.is_dir():
-                problem = "no such run dir"
-            elif not checkpoint.has_resumable(run_dir):
-                problem = f"no checkpoint {checkpoint_path(run_dir)} (the run ended before its first one)"
-            else:
-                continue
-            print(f"error: {arg}: {problem}", file=sys.stderr)
-            sys.exit(2)
+    """Exit with an error (status 2) if ``resume=`` is given but cannot resume, before Hydra makes or writes
+    anything: an empty value, a dir with no checkpoint, one that a live process writes, options a resumed run
+    cannot change, or ``hydra.run.dir`` elsewhere."""
+    resumes = [arg for arg in argv if arg.startswith("resume=")]
+    if not resumes or resumes[-1] == "resume=null":
+        return
+    arg = resumes[-1]
+    problem = resume_problem(arg.split("=", 1)[1], [a for a in argv if not a.startswith("resume=")])
+    if problem is not None:
+        print(f"error: {arg}: {problem}", file=sys.stderr)
+        sys.exit(2)
+
+
+def resume_problem(value: str, others: Sequence[str]) -> str | None:
+    """Why ``resume=<value>`` with the other command-line arguments ``others`` cannot resume (``None``: it may)."""
+    if not value:
+        return "resume needs the run dir to continue, e.g. resume=runs/<env>/<time> (resume=null: a new run)"
+    run_dir = Path(value)
+    if not run_dir.is_dir():
+        return "no such run dir"
+    if not checkpoint.has_resumable(run_dir):
+        return f"no checkpoint {checkpoint_path(run_dir)} (the run ended before its first one)"
+    for arg in others:
+        key, has_value, option = arg.lstrip("+~").partition("=")
+        if key == "hydra.run.dir" and Path(option).resolve() != run_dir.resolve():
+            return resume_elsewhere(value, option)
+        if arg.startswith("-") or not has_value or key.startswith(("hydra.", "hydra/")):
+            continue  # flags, and Hydra's own settings (launcher, logging)
+        if key not in RESUME_OVERRIDES:
+            return f"{arg}: a resumed run keeps its saved config; only {', '.join(RESUME_OVERRIDES)} may change"
+    if int(os.environ.get("RANK", "0")) == 0:  # (ranks > 0 write nothing there; rank 0 may hold the dir already)
+        try:
+            rundir.check_not_busy(run_dir)
+        except RunDirError as err:
+            return str(err)
+    return None
+
+
+def save_hydra_files(run_dir: str | Path, cfg: DictConfig, resume: bool) -> None:
+    """Write Hydra's record of this session (``config.yaml``, ``hydra.yaml``, ``overrides.yaml``) into the run
+    dir, once this process holds it: ``.hydra/`` for a new run, ``.hydra/resume_<time>/`` for a resume (the
+    run's own ``.hydra/`` stays that of its start). Hydra itself writes none (``hydra.output_subdir: null``):
+    at job start it would overwrite the files of a run that another process holds. Ranks > 0 write nothing."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    hydra_dir = Path(run_dir) / ".hydra"
+    if resume:
+        hydra_dir = rundir.new_dir(hydra_dir / f"resume_{datetime.now():%Y-%m-%d_%H-%M-%S}")
+    hydra = HydraConfig.instance().cfg
+    files = {"config.yaml": cfg, "hydra.yaml": hydra, "overrides.yaml": HydraConfig.get().overrides.task}
+    rundir.write_files(hydra_dir, {name: OmegaConf.to_yaml(node) for name, node in files.items()})
 
 
 def run(cfg: DictConfig) -> float:
-    """What ``python scripts/train.py`` does with its composed config: train (or resume), print how it ended,
-    exit 2 on a bad option and 1 on a failure during training; returns the value a sweep optimizes."""
-    run_dir = HydraConfig.get().runtime.output_dir
+    """What ``python scripts/train.py`` does with its composed config: hold the run dir, train (or resume), print
+    how it ended, exit 2 on a bad option or a run dir it may not write, 1 on a failure during training and 130 on
+    a second Ctrl-C; returns the value a sweep optimizes. A sweep job that fails is recorded for the sweep's
+    summary (``training.sweep``) and returns NaN, so that the sweep goes on."""
+    hydra = HydraConfig.get()
+    run_dir = hydra.runtime.output_dir
+    multirun = hydra.mode == RunMode.MULTIRUN
     try:
-        if launched_by_torchrun() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        if launched_by_torchrun() and multirun:
             raise ConfigError("torchrun runs one training on several ranks: start sweeps (-m) without torchrun")
-        overrides = list(HydraConfig.get().overrides.task)
-        if cfg.resume is not None:
-            overrides = [o for o in overrides if not o.startswith("resume=")]
-            cfg = resume_config(cfg.resume, overrides)
-        metrics = train(cfg, run_dir, overrides)
-    except (ConfigError, CheckpointError, EpisodeTerminated) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        overrides = list(hydra.overrides.task)
+        task_cfg, resume = cfg, cfg.resume is not None
+        with own_run_dir(run_dir, cfg.resume):
+            if resume:
+                overrides = [o for o in overrides if not o.startswith("resume=")]
+                cfg = resume_config(cfg.resume, overrides)
+            else:
+                save_hydra_files(run_dir, task_cfg, resume=False)
+            on_start = (lambda: save_hydra_files(run_dir, task_cfg, resume=True)) if resume else None
+            metrics = train(cfg, run_dir, overrides, on_start)
+    except (ConfigError, CheckpointError, EpisodeTerminated, RunDirError) as err:
+        return failed(err, 2, multirun)
     except (DivergenceError, WriteError, CollectiveFailed, RanksOutOfSync) as err:
         # Training began and failed; the checkpoints hold the state of before (none is written after the failure).
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+        return failed(err, 1, multirun)
+    except KeyboardInterrupt:  # a second Ctrl-C while training (the first asks to stop after the cycle)
+        interrupted(run_dir)
     if int(os.environ.get("RANK", "0")) != 0:  # rank 0 reports
         return float(metrics.get("eval_success_rate", float("nan")))
     if metrics["stopped"]:
@@ -445,3 +536,29 @@ def run(cfg: DictConfig) -> float:
         f"eval_success_rate {metrics['eval_success_rate']:.3f} wall {metrics['wall_s']:.1f}s -> {run_dir}"
     )
     return float(metrics["eval_success_rate"])
+
+
+def failed(err: Exception, status: int, multirun: bool) -> float:
+    """Report ``err``; exit with ``status``, or in a sweep record the job's failure for the sweep's summary and
+    return NaN (the sweep goes on; it exits with the worst status of its jobs at the end)."""
+    print(f"error: {err}", file=sys.stderr, flush=True)
+    if not multirun:
+        sys.exit(status)
+    hydra = HydraConfig.get()
+    job = Path(hydra.runtime.output_dir)
+    sweep.record_failure(Path(hydra.sweep.dir), job.name, list(hydra.overrides.task), status, str(err))
+    return float("nan")
+
+
+def interrupted(run_dir: str) -> NoReturn:
+    """One line instead of a ``KeyboardInterrupt`` traceback, and exit status 130. The checkpoints are written
+    atomically: the last complete one is whole."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a third Ctrl-C changes nothing now
+    if checkpoint.has_resumable(run_dir):
+        command = f"python scripts/train.py resume={shlex.quote(run_dir)}"
+        where = f"the last complete checkpoint is kept. Resume with: {command}"
+    else:
+        where = "no checkpoint was written"
+    print(f"\ninterrupted: stopped at once (Ctrl-C again); {where}", file=sys.stderr, flush=True)
+    sys.exit(130)

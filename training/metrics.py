@@ -31,13 +31,20 @@ TB_TAGS = {
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
     """The complete JSON lines of a metrics.jsonl (a line cut short by a kill is skipped)."""
-    records = []
-    for line in Path(path).read_text().splitlines():
+    return read_log(path)[0]
+
+
+def read_log(path: str | Path) -> tuple[list[dict[str, Any]], str | None]:
+    """The complete JSON lines of a metrics.jsonl, and its last line when that one is cut short (a crash of the
+    machine while it was written; a line is written whole or not at all otherwise), else ``None``."""
+    records, torn = [], None
+    lines = Path(path).read_text(errors="replace").splitlines()
+    for i, line in enumerate(lines):
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
-            continue
-    return records
+            torn = line if i == len(lines) - 1 else torn
+    return records, torn
 
 
 def hparams_summary(hparams: Mapping[str, HParamValue], start_time_s: float | None = None) -> Any:

@@ -1,7 +1,9 @@
-"""Ctrl-C / SIGTERM as a request to stop at the next safe point instead of an exception mid-update."""
+"""Ctrl-C / SIGTERM as a request to stop at the next safe point instead of an exception mid-update, and Ctrl-C
+outside training (start-up) as a one-line exit."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -46,3 +48,20 @@ class GracefulStop:
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         self._previous = {}
+
+
+def exit_on_interrupt(message: str) -> None:
+    """Make SIGINT (Ctrl-C) end the process at once: ``message`` on one line of stderr, exit status 130. For the
+    command line's start-up (imports, composing the config, building the envs), where there is nothing to save
+    and a ``KeyboardInterrupt`` raised deep inside an import or a library would end in a traceback, or be
+    reported as another error (a failed import). ``GracefulStop`` takes over while training runs.
+
+    Only the main thread can install the handler; elsewhere this does nothing."""
+
+    def exit_now(signum: int, frame: FrameType | None) -> None:
+        sys.stdout.flush()
+        print(f"\n{message}", file=sys.stderr, flush=True)
+        os._exit(130)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, exit_now)

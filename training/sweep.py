@@ -3,12 +3,16 @@
 Each row shows the overrides that differ between the jobs and the final epoch's metrics (the last line of
 each job's ``metrics.jsonl``); an Optuna sweep's best parameters (``optimization_results.yaml``) follow the
 table. ``SweepSummary`` prints the same at the end of every ``-m`` run (``configs/hydra/default.yaml``).
+
+A job that fails does not end the sweep: it records its error in the sweep dir (``record_failure``), the
+others go on, and the summary names it; the sweep then exits with the failed jobs' status.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,17 +21,37 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from her.checkpoint_file import append_atomic
+from training.metrics import read_records
+
+FAILURES = "failed_jobs.jsonl"
+"""In a sweep dir: one JSON line per failed job (``job``, ``overrides``, ``status``, ``error``)."""
+
 COLUMNS = ("epoch", "env_steps", "world_size", "eval_success_rate", "train_success_rate", "wall_s")
 
 
 @dataclass(frozen=True)
 class JobResult:
-    """One job of a sweep: its directory, its command-line overrides, and its last metrics record (``None``
-    when it wrote none: failed, or still running)."""
+    """One job of a sweep: its directory, its command-line overrides, its last metrics record (``None`` when it
+    wrote none: failed, or still running), and for a failed job its exit status and error message."""
 
     path: Path
     overrides: tuple[str, ...]
     final: dict[str, Any] | None
+    status: int | None = None
+    error: str | None = None
+
+
+def record_failure(sweep_dir: Path, job: str, overrides: list[str], status: int, error: str) -> None:
+    """Record that job ``job`` (its folder's name) of the sweep in ``sweep_dir`` failed with exit ``status``."""
+    line = {"job": job, "overrides": overrides, "status": status, "error": error}
+    append_atomic(sweep_dir / FAILURES, (json.dumps(line) + "\n").encode())
+
+
+def failures(sweep_dir: Path) -> dict[str, dict[str, Any]]:
+    """The failed jobs of the sweep in ``sweep_dir``: job folder name -> its ``record_failure`` record."""
+    path = sweep_dir / FAILURES
+    return {r["job"]: r for r in read_records(path)} if path.is_file() else {}
 
 
 def _job_number(path: Path) -> tuple[int, str]:
@@ -36,15 +60,21 @@ def _job_number(path: Path) -> tuple[int, str]:
 
 
 def collect(sweep_dir: Path) -> list[JobResult]:
-    """The jobs under ``sweep_dir`` (each a folder with ``.hydra/overrides.yaml``), in job-number order."""
+    """The jobs under ``sweep_dir`` (each a folder with ``.hydra/overrides.yaml``, or a failed job that wrote none),
+    in job-number order."""
+    failed = failures(sweep_dir)
     results = []
-    for overrides_file in sorted(sweep_dir.glob("*/.hydra/overrides.yaml"), key=lambda p: _job_number(p.parents[1])):
+    for overrides_file in sweep_dir.glob("*/.hydra/overrides.yaml"):
         job = overrides_file.parents[1]
         metrics = job / "metrics.jsonl"
-        lines = metrics.read_text().splitlines() if metrics.exists() else []
-        final = json.loads(lines[-1]) if lines else None
-        results.append(JobResult(job, tuple(yaml.safe_load(overrides_file.read_text()) or ()), final))
-    return results
+        records = read_records(metrics) if metrics.exists() else []
+        failure = failed.pop(job.name, {})
+        overrides = tuple(yaml.safe_load(overrides_file.read_text()) or ())
+        final = records[-1] if records else None
+        results.append(JobResult(job, overrides, final, failure.get("status"), failure.get("error")))
+    for name, f in failed.items():  # refused before it wrote its Hydra files
+        results.append(JobResult(sweep_dir / name, tuple(f["overrides"]), None, f["status"], f["error"]))
+    return sorted(results, key=lambda r: _job_number(r.path))
 
 
 def _cell(value: Any) -> str:
@@ -62,7 +92,9 @@ def format_table(results: list[JobResult], columns: tuple[str, ...] = COLUMNS) -
     rows = [header, ["---"] * len(header)]
     for r in results:
         varying = " ".join(o for o in r.overrides if o not in shared)
-        if r.final is None:
+        if r.status is not None:
+            rows.append([r.path.name, varying, f"failed (exit {r.status})", *[""] * (len(columns) - 1)])
+        elif r.final is None:
             rows.append([r.path.name, varying, "no metrics.jsonl (failed or unfinished)", *[""] * (len(columns) - 1)])
         else:
             rows.append([r.path.name, varying, *(_cell(r.final.get(c)) for c in columns)])
@@ -80,6 +112,9 @@ def summary(sweep_dir: Path) -> str:
     if not results:
         return f"no jobs under {sweep_dir}"
     text = f"sweep {sweep_dir}: {len(results)} jobs\n" + format_table(results)
+    for r in results:
+        if r.status is not None:
+            text += f"\nfailed: {r.path.name}: {r.error}"
     best = best_parameters(sweep_dir)
     if best is not None:
         params = " ".join(f"{k}={v}" for k, v in best["best_params"].items())
@@ -88,7 +123,13 @@ def summary(sweep_dir: Path) -> str:
 
 
 class SweepSummary(Callback):
-    """Hydra callback: prints ``summary`` of the sweep dir when a multirun ends."""
+    """Hydra callback: prints ``summary`` of the sweep dir when a multirun ends, then, when jobs failed, exits
+    with the highest of their exit statuses."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        print(summary(Path(config.hydra.sweep.dir)))
+        sweep_dir = Path(config.hydra.sweep.dir)
+        print(summary(sweep_dir), flush=True)
+        failed = failures(sweep_dir)
+        if failed:
+            print(f"error: {len(failed)} job(s) of the sweep failed: {', '.join(failed)}", file=sys.stderr)
+            sys.exit(max(int(r["status"]) for r in failed.values()))

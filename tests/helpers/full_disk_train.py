@@ -55,5 +55,6 @@ def full_disk_open(self: Path, mode: str = "r", *args: Any, **kwargs: Any) -> An
 
 
 Path.open = full_disk_open  # type: ignore[method-assign]
+train.exit_on_interrupt(train.STARTUP_INTERRUPTED)  # as scripts/train.py run as a script
 train.check_resume_argument(sys.argv[1:])
 train.main()

@@ -7,6 +7,7 @@ in this session, and writes what it holds in to ``<marker file>`` first:
 - ``last.pt``, ``.pt``, ``metrics.jsonl``: inside an atomic write of a file whose name contains it (the data
   written and synced, not yet renamed into place); the marker holds the temporary file's name;
 - ``cycle``: after a training cycle; the marker holds ``cycle``;
+- ``build``: at start-up, before the envs, buffer and agent are built; the marker holds ``build``;
 - ``none``: never.
 
 Any moment after the ``after``-th ``last.pt`` write comes after its rename, so ``after >= 1`` means that the
@@ -26,6 +27,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import train  # noqa: E402
 
 from her import checkpoint_file  # noqa: E402
+from training import cli  # noqa: E402
 from training.runner import Runner  # noqa: E402
 
 marker, moment, after = Path(sys.argv.pop(1)), sys.argv.pop(1), int(sys.argv.pop(1))
@@ -59,7 +61,17 @@ def holding_train_cycle(self: Runner):
     return result
 
 
+_build_runner = cli.build_runner
+
+
+def holding_build_runner(*args, **kwargs):
+    hold_if_chosen("build", "build")
+    return _build_runner(*args, **kwargs)
+
+
 checkpoint_file._sync = holding_sync
+cli.build_runner = holding_build_runner
 Runner.train_cycle = holding_train_cycle
+train.exit_on_interrupt(train.STARTUP_INTERRUPTED)  # as scripts/train.py run as a script
 train.check_resume_argument(sys.argv[1:])
 train.main()
