@@ -135,6 +135,8 @@ def test_experiment_presets_compose_to_their_own_values(experiment):
                 assert cfg.env.id == chosen["env.id"], key
             else:
                 assert cfg[group]._target_ == chosen["_target_"], key
+    by_precision = preset.pop("by_precision", None)  # its keys hold dots: compared whole
+    assert (OmegaConf.to_container(cfg.by_precision) if cfg.by_precision is not None else None) == by_precision
     for key, value in flatten(preset).items():
         assert OmegaConf.select(cfg, key) == value, key
 
