@@ -1,4 +1,4 @@
-"""The project's original transition-level API, built on the episode storage and relabeling parts.
+"""The transition-level buffer API, built on the episode storage and relabeling parts.
 
 Each ``store_transition`` stores two one-step episodes: the transition as given, and its hindsight copy
 whose goal is the achieved state (``next_state``) and whose reward comes from ``reward_fn``.
