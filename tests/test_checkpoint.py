@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import compose_config
+from helpers.point_runs import POINT_TINY
 
 from agents.policy import load_policy
 from envs import env_info, make_env
@@ -16,18 +17,7 @@ from her.checkpoint_file import CheckpointError
 from training import checkpoint
 from training.cli import train
 
-TINY = (
-    "env=PointReach",
-    "runner.epochs=2",
-    "runner.cycles_per_epoch=1",
-    "runner.updates_per_cycle=2",
-    "runner.eval_episodes=2",
-    "buffer.batch_size=16",
-    "torch_threads=1",
-    "progress=false",
-    "logger.tensorboard=false",
-    "agent.precision=fp32",  # runs compared with each other train in one precision
-)
+TINY = POINT_TINY
 
 
 @pytest.fixture(scope="module")

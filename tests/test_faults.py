@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import compose_config
+from helpers.point_runs import POINT_TINY
 
 from envs import env_info, make_env
 from her import sparse_reward
@@ -27,18 +28,7 @@ from training.metrics import read_records
 from training.runner import Runner
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = (
-    "env=PointReach",
-    "runner.epochs=3",
-    "runner.cycles_per_epoch=1",
-    "runner.updates_per_cycle=2",
-    "runner.eval_episodes=2",
-    "buffer.batch_size=16",
-    "torch_threads=1",
-    "progress=false",
-    "logger.tensorboard=false",
-    "agent.precision=fp32",  # runs compared with each other train in one precision
-)
+TINY = (*POINT_TINY, "runner.epochs=3")
 TIMING = ("wall_s", "env_steps_per_s", "updates_per_s", "collect_s", "update_s", "eval_s")
 
 

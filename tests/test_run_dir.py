@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CONFIG_DIR, compose_config
+from helpers.point_runs import POINT_TINY
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
@@ -23,17 +24,7 @@ from training.rundir import RunDirError
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN = str(ROOT / "scripts" / "train.py")
 HOLD = str(ROOT / "tests" / "helpers" / "hold_train.py")
-TINY = (
-    "env=PointReach",
-    "runner.epochs=2",
-    "runner.cycles_per_epoch=1",
-    "runner.updates_per_cycle=2",
-    "runner.eval_episodes=2",
-    "buffer.batch_size=16",
-    "torch_threads=1",
-    "progress=false",
-    "logger.tensorboard=false",
-)
+TINY = POINT_TINY
 
 
 def start(*command: str, cwd: Path = ROOT) -> subprocess.Popen:
