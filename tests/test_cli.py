@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers.train_cli import ROOT, TINY, run_train
 
 from her import checkpoint_file
@@ -36,6 +37,8 @@ def test_smoke_run_writes_metrics_tensorboard_config_and_policy(tmp_path):
     ):
         assert key in records[-1], key
     assert (out / ".hydra" / "config.yaml").exists() and (out / "policy.pt").exists()
+    saved = yaml.safe_load((out / ".hydra" / "config.yaml").read_text())  # as the run trained: precision chosen
+    assert saved["precision_probe"]["requested"] == saved["precision_probe"]["chosen"] == "fp32"
     last = records[-1]
     assert (
         proc.stdout.strip()

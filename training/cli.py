@@ -517,7 +517,8 @@ def run(cfg: DictConfig) -> float:
                 cfg = resume_config(cfg.resume, overrides)
             else:
                 save_hydra_files(run_dir, task_cfg, resume=False)
-            on_start = (lambda: save_hydra_files(run_dir, task_cfg, resume=True)) if resume else None
+            # Once built, a new run's config.yaml is written again: the precision chosen, with what by_precision set.
+            on_start = lambda: save_hydra_files(run_dir, task_cfg, resume=resume)  # noqa: E731
             metrics = train(cfg, run_dir, overrides, on_start)
     except (ConfigError, CheckpointError, EpisodeTerminated, RunDirError) as err:
         return failed(err, 2, multirun)
