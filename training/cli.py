@@ -236,7 +236,8 @@ def choose_run_precision(cfg: DictConfig, agent: Any, batch_size: int, distribut
     ``cfg.precision_probe`` (saved with the run, shown in HParams) and print it (rank 0). Ranks train in one
     precision: bf16 only where every rank chose it."""
     options = precision_options(cfg)
-    previous = cfg.get("precision_probe")  # a resumed run's: its config is the saved one
+    # Only a resumed run's saved choice counts (its config is the saved one), never a value given to a new run.
+    previous = cfg.get("precision_probe") if cfg.get("resume") is not None else None
     if OmegaConf.is_config(previous):
         previous = OmegaConf.to_container(previous, resolve=True)
     choice = _build("agent", choose_precision, agent.precision, agent, batch_size, previous=previous)
