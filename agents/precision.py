@@ -185,7 +185,8 @@ class PrecisionChoice:
         )
         measured = f"; updates at batch {self.batch_size}: {rates} (probe {self.probe_s:.2f} s)" if rates else ""
         if self.kept:
-            measured = f"; kept from the run's start on this machine: {rates} at batch {self.batch_size}"
+            at_start = f": {rates} at batch {self.batch_size}" if rates else ""
+            measured = f"; kept from the run's start on this machine{at_start}"
         native = "native bf16" if self.native_bf16 else "no native bf16"
         return f"precision: {self.chosen} ({self.requested}; {native}{measured})"
 

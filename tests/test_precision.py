@@ -11,7 +11,7 @@ from helpers.fixed_batch import OBS, A, G, batch
 
 from agents import DDPG, SAC, TD3, ActorCriticAgent
 from agents import precision as precision_module
-from agents.precision import choose_precision
+from agents.precision import PrecisionChoice, choose_precision
 from her import OptionError, checkpoint_file
 from training import cli as training_cli
 from training.cli import ConfigError, build_runner, train
@@ -295,3 +295,10 @@ def test_a_resume_on_the_same_kind_of_machine_keeps_the_first_choice(monkeypatch
     train(training_cli.resume_config(tmp_path, ["runner.epochs=2"]), run_dir=tmp_path)
     assert measured == [] and saved(tmp_path)["config"]["precision_probe"]["chosen"] == "fp32"
     assert "precision: fp32 (auto; native bf16; kept from the run's start on this machine" in capsys.readouterr().out
+
+
+def test_a_kept_choice_made_without_a_probe_reads_as_one_clause():
+    kept = PrecisionChoice("auto", "fp32", native_bf16=False, batch_size=512, machine="m", kept=True)
+    assert kept.describe() == "precision: fp32 (auto; no native bf16; kept from the run's start on this machine)"
+    probed = PrecisionChoice("auto", "bf16", True, 512, "m", 10.0, 20.0, kept=True)
+    assert probed.describe().endswith("on this machine: fp32 10.0/s, bf16 20.0/s at batch 512)")
