@@ -10,7 +10,14 @@ import numpy as np
 
 from her import validation
 from her.goals import RewardFn
-from her.relabel import GoalStrategyFn, Transitions, relabel_probability, resolve_strategy, sample_her_transitions
+from her.relabel import (
+    GoalStrategy,
+    GoalStrategyFn,
+    Transitions,
+    relabel_probability,
+    resolve_strategy,
+    sample_her_transitions,
+)
 
 
 class EpisodeBuffer:
@@ -111,6 +118,10 @@ class HerReplayBuffer:
             for a transition of ``m`` steps. ``1``: one-step transitions. At most ``horizon``.
         gamma: the agent's discount (``training.cli`` passes ``agent.gamma``): every sample's ``discount`` is a
             power of it, and n-step rewards are summed with it.
+        future_warm_up: until the buffer has held this many transitions, every sampled goal is a ``future``
+            one (relabel probability 1), whatever ``strategy`` and ``replay_k`` say; from then on they apply.
+            mrl's ``future_warm_up``: real and ``actual`` goals are rarely reached by an untrained policy, so
+            early batches teach more with goals the episodes did reach. ``0``: off.
 
     A ``size`` whose arrays would not fit in the memory available is refused before anything is allocated.
     """
@@ -130,6 +141,7 @@ class HerReplayBuffer:
         batch_size: int = 256,
         n_step: int = 1,
         gamma: float = 0.98,
+        future_warm_up: int = 0,
     ) -> None:
         size = validation.positive_int("size", size)
         self.batch_size = validation.positive_int("batch_size", batch_size)
@@ -146,6 +158,7 @@ class HerReplayBuffer:
         if self.n_step > horizon:
             raise validation.OptionError("n_step", n_step, f"an integer in [1, horizon={horizon}]")
         self.gamma = validation.real_in_range("gamma", gamma, 0.0, 1.0, high_open=True)
+        self.future_warm_up = validation.non_negative_int("future_warm_up", future_warm_up)
         self.reward_fn = reward_fn
         self.horizon = horizon
         fields = {
@@ -173,6 +186,12 @@ class HerReplayBuffer:
         path = np.linalg.norm(np.diff(ag.astype(np.float64), axis=1), axis=-1).sum(axis=1)
         return 1.0 + self.motion_priority * np.minimum(path / self.motion_scale, 1.0)
 
+    def _relabeling(self) -> tuple[GoalStrategyFn, float]:
+        """The strategy and relabel probability that sampling uses now (``future_warm_up``)."""
+        if self.storage.n_stored_total * self.horizon < self.future_warm_up:
+            return GoalStrategy.FUTURE.fn, 1.0
+        return self.strategy, self.relabel_p
+
     def sample_batches(self, n_batches: int, rng: np.random.Generator) -> Transitions:
         """``n_batches`` training batches as one ``[n_batches * batch_size]`` draw, to be cut into consecutive
         ``batch_size`` slices (after one move to the training device): the same distribution as one draw per
@@ -183,8 +202,9 @@ class HerReplayBuffer:
     def sample_episodes(self, episodes: Mapping[str, np.ndarray], n: int, rng: np.random.Generator) -> Transitions:
         """``n`` transitions of ``episodes`` (``[k, slots, dim]`` fields, not necessarily stored), relabeled as
         training batches are: what the normalizers see of new episodes."""
+        strategy, relabel_p = self._relabeling()
         return sample_her_transitions(
-            episodes, n, self.strategy, self.relabel_p, self.reward_fn, rng, gamma=self.gamma, n_step=self.n_step
+            episodes, n, strategy, relabel_p, self.reward_fn, rng, gamma=self.gamma, n_step=self.n_step
         )
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> Transitions:
@@ -192,11 +212,12 @@ class HerReplayBuffer:
         if self.storage.n_episodes == 0:
             raise RuntimeError("cannot sample from an empty buffer")
         weights = self.episode_weights[: self.storage.n_episodes] if self.motion_priority > 0 else None
+        strategy, relabel_p = self._relabeling()
         return sample_her_transitions(
             self.storage.stored(),
             batch_size,
-            self.strategy,
-            self.relabel_p,
+            strategy,
+            relabel_p,
             self.reward_fn,
             rng,
             weights,

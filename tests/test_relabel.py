@@ -209,6 +209,8 @@ def test_motion_priority_weights_are_rebuilt_from_a_loaded_buffer():
         ({"motion_priority": float("nan")}, "motion_priority=nan is invalid"),
         ({"motion_scale": 0.0}, "motion_scale=0.0 is invalid"),
         ({"batch_size": 0}, "batch_size=0 is invalid"),
+        ({"future_warm_up": -1}, "future_warm_up=-1 is invalid"),
+        ({"future_warm_up": 2.5}, "future_warm_up=2.5 is invalid"),
     ],
 )
 def test_buffer_options_reject_bad_values_naming_them(kwargs, message):
@@ -222,3 +224,23 @@ def test_sample_batches_is_one_draw_of_batch_size_slices():
     drawn = buf.sample_batches(3, np.random.default_rng(1))
     same = buf.sample(24, np.random.default_rng(1))
     assert len(drawn.obs) == 24 and all(np.array_equal(a, b) for a, b in zip(drawn, same))
+
+
+def test_future_warm_up_relabels_every_goal_with_a_future_one_until_that_many_transitions_were_stored():
+    """mrl's future_warm_up: real and ``actual`` goals (here ``(-1, -1)`` and the other episodes' real goals)
+    only once the buffer has held ``future_warm_up`` transitions; before, every goal is one the sample's
+    own episode achieved after its step."""
+    buf = HerReplayBuffer(100 * T, T, 2, 2, 1, reward_fn, "actual", 1, future_warm_up=2 * N * T)
+    buf.store(tagged_episodes())  # N * T transitions: still warming up
+    rng = np.random.default_rng(0)
+    for tr in (buf.sample(2000, rng), buf.sample_episodes(tagged_episodes(), 2000, rng)):
+        step, episode = tr.obs[:, 0], tr.obs[:, 1]
+        assert np.all(tr.goal[:, 1] == episode) and np.all(tr.goal[:, 0] > step)  # achieved later, same episode
+        assert set(np.unique(tr.goal[:, 0] - step)) == set(range(1, T + 1))
+    buf.store(tagged_episodes())  # 2 N T transitions: the strategy and replay_k apply
+    tr = buf.sample(2000, rng)
+    real = np.mean(np.all(tr.goal == -1, axis=1))
+    assert real == 1.0  # "actual" draws real goals, and the rest keep theirs: all (-1, -1)
+    loaded = HerReplayBuffer(100 * T, T, 2, 2, 1, reward_fn, "actual", 1, future_warm_up=2 * N * T)
+    loaded.load_state_dict(buf.state_dict())  # the count of stored transitions travels with the buffer
+    assert np.all(loaded.sample(100, rng).goal == -1)
