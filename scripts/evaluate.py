@@ -1,7 +1,7 @@
 """Evaluate a trained policy: ``python scripts/evaluate.py policy=<run dir or .pt> [episodes=100] [video=true]``.
 
 Runs deterministic episodes (no exploration noise), prints the success rate and mean return, and writes
-them as JSON next to the run; ``video=true`` also renders episodes headless to an mp4 there and adds them to
+them as JSON next to the run; ``video=true`` also renders episodes headless to an mp4 (or a GIF) there and adds them to
 the run's TensorBoard (``tensorboard=true``). Options: configs/evaluate.yaml.
 """
 
@@ -26,7 +26,13 @@ from her import validation  # noqa: E402
 from her.checkpoint_file import CheckpointError  # noqa: E402
 from training import checkpoint  # noqa: E402
 from training.cli import CONFIG_DIR, ConfigError, resolve_device  # noqa: E402
-from training.evaluation import render_episodes, write_tensorboard_video, write_video  # noqa: E402
+from training.evaluation import (  # noqa: E402
+    animated_gif,
+    render_episodes,
+    resize_clip,
+    write_tensorboard_video,
+    write_video,
+)
 from training.runner import collect_episodes  # noqa: E402
 
 
@@ -37,6 +43,8 @@ def option(check: Any, name: str, value: Any, *args: Any) -> Any:
     except validation.OptionError as err:
         raise ConfigError(f"{name}={err.value!r} is invalid: {err.problem}") from None
 
+
+VIDEO_FORMATS = ("mp4", "gif")
 
 # What configs/evaluate.yaml lists: any other key (``+env=FetchReach``, ``+foo=1``) would be ignored, so it is refused.
 OPTIONS = frozenset(str(key) for key in OmegaConf.load(Path(CONFIG_DIR) / "evaluate.yaml")) - {"defaults", "hydra"}
@@ -104,8 +112,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     out_dir, stem = run_dir_of(path), f"eval_{path.stem}"
     output = Path(cfg.output) if cfg.output else out_dir / f"{stem}.json"
     check_writable(f"output={cfg.output}" if cfg.output else "output=null (next to the checkpoint)", output)
+    video_format = option(validation.choice, "video_format", cfg.video_format, VIDEO_FORMATS)
+    if cfg.video_size is not None:
+        option(validation.positive_int, "video_size", cfg.video_size)
     if cfg.video:
-        check_writable("video=true", out_dir / f"{stem}.mp4")
+        check_writable("video=true", out_dir / f"{stem}.{video_format}")
     policy = load_policy(path, device)
     env_id = cfg.env_id or policy.env["id"]
     kwargs = option(lambda _, v: env_kwargs(v), "env_kwargs", env_kwargs_of(cfg, policy))
@@ -129,7 +140,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "mean_return": float(rollout.ret.mean()),
     }
     if cfg.video:
-        result["video"] = record_video(cfg, policy, env_id, kwargs, out_dir / f"{stem}.mp4", path.stem)
+        result["video"] = record_video(cfg, policy, env_id, kwargs, out_dir / f"{stem}.{video_format}", path.stem)
     output.write_text(json.dumps(result, indent=2) + "\n")
     return {**result, "output": str(output)}
 
@@ -146,12 +157,16 @@ def record_video(
         episodes = render_episodes(env, policy_fn(policy), n_episodes, int(cfg.seed))
     finally:
         env.close()
-    clips = [e.frames for e in episodes]
-    n_frames = write_video(path, clips, fps)
+    clips = [e.frames if cfg.video_size is None else resize_clip(e.frames, int(cfg.video_size)) for e in episodes]
+    if path.suffix == ".gif":
+        path.write_bytes(animated_gif(clips, fps))
+        n_frames = sum(len(clip) for clip in clips)
+    else:
+        n_frames = write_video(path, clips, fps)
     result = {
         "path": str(path),
         "frames": n_frames,
-        "size": list(np.shape(episodes[0].frames)[1:3]),
+        "size": list(np.shape(clips[0])[1:3]),
         "bytes": path.stat().st_size,
         "episode_success": [e.success for e in episodes],
     }

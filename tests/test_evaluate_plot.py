@@ -20,7 +20,7 @@ from envs import make_env, make_vector_env
 from her.checkpoint_file import CheckpointError
 from training import checkpoint
 from training.cli import ConfigError, train
-from training.evaluation import render_episodes
+from training.evaluation import render_episodes, resize_clip
 from training.runner import collect_episodes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,6 +139,23 @@ def test_evaluate_is_deterministic_and_writes_where_asked(run_dir, tmp_path):
     assert default["mean_return"] == a["mean_return"]
 
 
+def test_video_format_gif_writes_the_rendered_episodes_resized_as_a_looping_gif(run_dir, tmp_path):
+    overrides = ("episodes=2", "video=true", "video_episodes=2", "tensorboard=false", f"output={tmp_path}/e.json")
+    result = evaluate(evaluate_config(f"policy={run_dir}", *overrides, "video_format=gif", "video_size=64"))
+    gif = run_dir / "eval_last.gif"
+    assert result["video"]["path"] == str(gif) and result["video"]["size"] == [64, 64]
+    assert result["video"]["frames"] == 2 * 51 and result["video"]["bytes"] == gif.stat().st_size
+    from PIL import Image, ImageSequence
+
+    with Image.open(gif) as image:  # repeated frames merge into longer ones
+        durations = [frame.info["duration"] for frame in ImageSequence.Iterator(image)]
+        assert image.size == (64, 64) and image.info["loop"] == 0 and sum(durations) == 2 * 51 * 40
+        first = np.asarray(image.convert("RGB"))
+    rendered = render_episodes(make_env("PointReach-v0", render_mode="rgb_array"), lambda o, g: o * 0, 1, 1_000_000)
+    expected = resize_clip(rendered[0].frames[:1], 64)[0].astype(int)  # the reset frame, before any action
+    assert np.abs(first.astype(int) - expected).mean() < 8  # the same picture, up to the GIF's 256 colours
+
+
 @pytest.mark.parametrize(
     "overrides, error, message",
     [
@@ -148,6 +165,8 @@ def test_evaluate_is_deterministic_and_writes_where_asked(run_dir, tmp_path):
         (("policy=RUN", "episodes=0"), ConfigError, "episodes=0 is invalid: expected an integer > 0"),
         (("policy=RUN", "env_id=Nope-v0"), ConfigError, "env_id='Nope-v0' is invalid: expected a registered env id"),
         (("policy=RUN", "env_id=FetchReach-v4"), CheckpointError, "PointReach-v0 does not fit FetchReach-v4"),
+        (("policy=RUN", "video_format=avi"), ConfigError, "video_format='avi' is invalid: expected one of mp4, gif"),
+        (("policy=RUN", "video_size=0"), ConfigError, "video_size=0 is invalid: expected an integer > 0"),
     ],
 )
 def test_evaluate_bad_input(run_dir, overrides, error, message):

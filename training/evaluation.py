@@ -41,6 +41,13 @@ def render_episodes(env: gym.Env, policy: PolicyFn, n_episodes: int, seed: int) 
     return episodes
 
 
+def resize_clip(clip: np.ndarray, size: int) -> np.ndarray:
+    """``[T, H, W, 3]`` uint8 frames resized to ``[T, size, size, 3]`` (Lanczos, through Pillow)."""
+    from PIL import Image  # imported here: only video needs it
+
+    return np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.Resampling.LANCZOS)) for f in clip])
+
+
 def write_video(path: str | Path, clips: Sequence[np.ndarray], fps: int = 25) -> int:
     """Write ``[T_i, H, W, 3]`` uint8 clips one after another to an H.264 mp4; returns the frame count.
 
