@@ -15,7 +15,8 @@ wall time at which that mean reached ``threshold``, and the run's wall time; the
 section with ``label_keys`` (config keys such as ``buffer.motion_priority``) is a sweep: each row is labeled with
 those keys' values from the run's config, and the runs that share them get their own mean row; a section's
 ``label_defaults`` (key -> value) gives the value of a label key for runs whose config lacks it (runs made before
-the option existed, which ran as its default).
+the option existed, which ran as its default). A section's ``cpu`` names the CPU its wall times were measured
+on; where its runs ran on different CPUs it maps each run to its CPU, and the table gets a CPU column.
 
 ``readme`` in ``report.yaml`` lists README.md's figures, each from one section's runs: a bullet with the eval
 success rate (the same window means as the section's table) at ``at`` env steps (``null``: at the end of each
@@ -31,7 +32,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,7 @@ class Run:
     success: np.ndarray
     wall_s: np.ndarray
     variant: str = ""
+    cpu: str = ""  # where a section's runs ran on different CPUs: this run's
 
 
 def short(value: object) -> str:
@@ -124,8 +126,10 @@ def duration(seconds: float) -> str:
 
 
 def table(runs: Sequence[Run], milestones: Sequence[int], threshold: float, window: int) -> str:
-    """The markdown table of a section (see the module docstring)."""
+    """The markdown table of a section (see the module docstring); a ``CPU`` column where runs name their CPU."""
+    cpu_column = any(run.cpu for run in runs)
     head = ["run", *[step_label(m) for m in milestones], "end", f"first >= {threshold:g}", "at wall", "wall"]
+    head += ["CPU"] if cpu_column else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     variants = list(dict.fromkeys(run.variant for run in runs))
     for variant in variants:
@@ -145,11 +149,12 @@ def table(runs: Sequence[Run], milestones: Sequence[int], threshold: float, wind
             hit = first_reaching(run, mean, threshold)
             cells += [step_label(hit[0]), duration(hit[1])] if hit else ["not yet", "-"]
             cells.append(duration(float(run.wall_s[-1])))
+            cells += [run.cpu] if cpu_column else []
             lines.append("| " + " | ".join(cells) + " |")
         if len(group) > 1:
             means = [f"{np.mean(c):.2f}" if len(c) == len(group) else "-" for c in cols]
             label = f"mean of {len(group)}" + (f", {variant}" if variant else "")
-            lines.append("| " + " | ".join([label, *means, "", "", ""]) + " |")
+            lines.append("| " + " | ".join([label, *means, "", "", "", *([""] if cpu_column else [])]) + " |")
     return "\n".join(lines)
 
 
@@ -164,7 +169,11 @@ class Section:
     smooth: int
     label_keys: list[str]
     label_defaults: dict[str, object]
-    cpu: str  # the CPU the runs' wall times were measured on
+    cpu: str | dict[str, str]  # the CPU the runs' wall times were measured on, or each run's (run -> CPU)
+
+    def where(self) -> str:
+        """The CPU of the runs, as the footnote and README say it."""
+        return self.cpu if isinstance(self.cpu, str) else "the CPU of each row"
 
 
 def label_keys(value: object) -> list[str]:
@@ -177,6 +186,23 @@ def label_defaults(value: object, keys: Sequence[str]) -> dict[str, object]:
     if not isinstance(value, dict) or not set(value) <= set(keys):
         raise ValueError(f"label_defaults must map some of label_keys {list(keys)} to values, got {value!r}")
     return value
+
+
+def section_cpu(value: object, runs: Sequence[str]) -> str | dict[str, str]:
+    """``cpu``: one CPU for all of a section's runs, or a mapping that names every run's."""
+    if isinstance(value, dict):
+        if set(value) != set(runs):
+            raise ValueError(f"cpu must name the CPU of every run, {list(runs)}, and of no other, got {sorted(value)}")
+        return {str(k): str(v) for k, v in value.items()}
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"cpu must be the runs' CPU or a mapping run -> CPU, got {value!r}")
+    return value
+
+
+def load_run_of(section: Section, data: Path, name: str) -> Run:
+    """The run ``name`` of ``section``, labeled with its CPU where the section's runs ran on different ones."""
+    run = load_run(data / name, section.label_keys, section.label_defaults)
+    return run if isinstance(section.cpu, str) else replace(run, cpu=section.cpu[name])
 
 
 def load_sections(spec: Path) -> list[Section]:
@@ -197,7 +223,7 @@ def load_sections(spec: Path) -> list[Section]:
                     int(s.get("smooth", 1)),
                     keys := label_keys(s.get("label_keys", [])),
                     label_defaults(s.get("label_defaults", {}), keys),
-                    str(s["cpu"]),
+                    section_cpu(s["cpu"], s["runs"]),
                 )
             )
         except (KeyError, TypeError, ValueError) as err:
@@ -207,12 +233,12 @@ def load_sections(spec: Path) -> list[Section]:
 
 def section_block(section: Section, data: Path) -> tuple[str, list[Run]]:
     run_dirs = [data / r for r in section.runs]
-    runs = [load_run(d, section.label_keys, section.label_defaults) for d in run_dirs]
+    runs = [load_run_of(section, data, r) for r in section.runs]
     block = table(runs, section.milestones, section.threshold, section.window)
     what = "each evaluation on its own" if section.window == 1 else f"the mean of the last {section.window} evaluations"
     block += (
         f"\n\nEval success rate: {what} at each point; wall: training time (collection, updates, "
-        f"evaluation) on {section.cpu}. Data: "
+        f"evaluation) on {section.where()}. Data: "
         + ", ".join(f"[`{d.relative_to(data.parent.parent).as_posix()}`]({d.relative_to(data.parent).as_posix()})"
                     for d in run_dirs)  # fmt: skip
         + "."
@@ -321,7 +347,7 @@ def headline_line(headline: Headline, section: Section, runs: Sequence[Run], lin
         where = f"at {step_label(headline.at)} env steps"
         walls = [float(at_steps(run, run.wall_s, headline.at)) for run in runs]  # type: ignore[arg-type]
         budget = f"{step_label(headline.at)} env steps take {duration_span(walls)} of training per seed"
-    budget += f" on {section.cpu}"
+    budget += f" on {section.where()}"
     window = f"the mean of its last {section.window} evaluations" if section.window > 1 else ""
     if f"{min(values):.2f}" == f"{max(values):.2f}":
         success = f"eval success {values[0]:.2f} {where} for every seed" + (f" ({window})" if window else "")
@@ -350,7 +376,7 @@ def readme_block(headlines: Sequence[Headline], sections: Sequence[Section], dat
     lines = []
     for headline in headlines:
         section = by_name[headline.section]
-        runs = [load_run(data / r, section.label_keys, section.label_defaults) for r in section.runs]
+        runs = [load_run_of(section, data, r) for r in section.runs]
         link = f"{results_link}#{anchor(results, runs[0].env_id, results_link)}"
         lines.append(headline_line(headline, section, runs, link))
     return "\n".join(lines)

@@ -191,3 +191,20 @@ def test_a_sweep_labels_rows_by_config_keys_and_means_each_variant(tmp_path, cap
         "runs": ["a0"], "label_keys": ["agent.batch_size"], "label_defaults": {"agent.lr": 0.001}}}}))  # fmt: skip
     assert report.main(["--doc", str(doc), "--data", str(data), "--check"]) == 2
     assert "label_defaults must map some of label_keys ['agent.batch_size'] to values" in capsys.readouterr().err
+
+
+def test_runs_on_different_cpus_get_a_cpu_column_and_every_run_must_name_one(tmp_path, capsys):
+    data = tmp_path / "results"
+    write_run(data, "a", 0, [0.0, 1.0])
+    write_run(data, "b", 1, [0.0, 0.0])
+    cpus = {"a": "CPU one", "b": "CPU two"}
+    (data / "report.yaml").write_text(json.dumps({"sections": {"toy": {"cpu": cpus, "runs": ["a", "b"]}}}))
+    block, _ = report.section_block(report.load_sections(data / "report.yaml")[0], data)
+    lines = block.splitlines()
+    assert lines[0].endswith("| wall | CPU |")
+    assert lines[2].endswith("| 2.0 min | CPU one |") and lines[3].endswith("| 2.0 min | CPU two |")
+    assert lines[4] == "| mean of 2 | 0.25 |  |  |  |  |"  # ends: 0.5 and 0 (window 10)
+    assert "evaluation) on the CPU of each row." in block
+    (data / "report.yaml").write_text(json.dumps({"sections": {"toy": {"cpu": {"a": "CPU one"}, "runs": ["a", "b"]}}}))
+    with pytest.raises(report.ReportError, match=r"section 'toy' is malformed \(cpu must name the CPU of every run"):
+        report.load_sections(data / "report.yaml")
