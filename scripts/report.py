@@ -263,7 +263,7 @@ def build(doc_path: Path, data: Path, draw: bool) -> tuple[str, str]:
         block, runs = section_block(section, data)
         doc = replace_block(doc, section.name, block)
         if draw and section.curve:
-            curves = [Curve(data / r.name, r.env_id, r.seed, r.steps, r.success) for r in runs]
+            curves = [Curve(data / r.name, r.env_id, r.seed, r.steps, r.success, r.variant) for r in runs]
             plot([smoothed(c, section.smooth) for c in curves], "eval_success_rate", doc_path.parent / section.curve,
                  f"eval success rate, mean of last {section.smooth} evals" if section.smooth > 1 else None)  # fmt: skip
     return current, doc

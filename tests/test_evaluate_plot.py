@@ -220,6 +220,27 @@ def test_plot_spread_uses_the_steps_all_runs_reached(tmp_path):
     np.testing.assert_allclose(np.stack([steps, mean, low, high]), [[100, 200], [0.1, 0.6], [0.0, 0.5], [0.2, 0.7]])
 
 
+def test_plot_draws_each_group_in_its_own_colour_with_its_own_mean(tmp_path, monkeypatch):
+    import dataclasses
+
+    from training import curves
+
+    fake_run(tmp_path / "a", "A-v0", 0, [0.0, 0.5, 1.0])
+    fake_run(tmp_path / "b", "A-v0", 1, [0.2, 0.7, 0.9])
+    fake_run(tmp_path / "c", "A-v0", 0, [1.0, 1.0, 1.0])
+    loaded = [curves.load_curve(tmp_path / d, "eval_success_rate") for d in "abc"]
+    grouped = [dataclasses.replace(c, group=g) for c, g in zip(loaded, ["k=1", "k=1", "k=2"], strict=True)]
+    figures = []
+    monkeypatch.setattr(curves.plt, "close", figures.append)
+    assert curves.plot(grouped, "eval_success_rate", tmp_path / "p.png") == {"A-v0": 3}
+    [ax] = figures[0].axes
+    means = {line.get_label(): line for line in ax.get_lines() if line.get_label().startswith("mean")}
+    assert sorted(means) == ["mean of 1, k=2", "mean of 2, k=1"]
+    np.testing.assert_allclose(means["mean of 2, k=1"].get_ydata(), [0.1, 0.6, 0.95])
+    np.testing.assert_allclose(means["mean of 1, k=2"].get_ydata(), [1.0, 1.0, 1.0])
+    assert means["mean of 2, k=1"].get_color() != means["mean of 1, k=2"].get_color()
+
+
 def test_plot_smoothing_is_a_trailing_mean(tmp_path, capsys):
     from training.curves import load_curve, smoothed, step_label
 

@@ -25,13 +25,15 @@ class PlotError(Exception):
 
 @dataclass
 class Curve:
-    """One run's metric: ``steps`` ``[n]`` env steps, ``values`` ``[n]``."""
+    """One run's metric: ``steps`` ``[n]`` env steps, ``values`` ``[n]``; ``group``: the variant it belongs to
+    (runs of one env and group are drawn in one colour, with their mean), ``""`` for all runs alike."""
 
     run_dir: Path
     env_id: str
     seed: int | None
     steps: np.ndarray
     values: np.ndarray
+    group: str = ""
 
 
 def find_runs(patterns: Sequence[str]) -> list[Path]:
@@ -71,7 +73,7 @@ def smoothed(curve: Curve, n: int) -> Curve:
         values = curve.values[:0]
     else:
         values = np.convolve(curve.values, np.full(n, 1.0 / n), mode="valid")
-    return Curve(curve.run_dir, curve.env_id, curve.seed, curve.steps[n - 1 :][: len(values)], values)
+    return Curve(curve.run_dir, curve.env_id, curve.seed, curve.steps[n - 1 :][: len(values)], values, curve.group)
 
 
 def step_label(x: float, _pos: int | None = None) -> str:
@@ -91,8 +93,20 @@ def spread(curves: Sequence[Curve]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return steps, values.mean(axis=0), values.min(axis=0), values.max(axis=0)
 
 
+def by_group(curves: Sequence[Curve]) -> dict[str, list[Curve]]:
+    """``curves`` by their ``group``, in the order the groups first appear."""
+    groups: dict[str, list[Curve]] = {}
+    for c in curves:
+        groups.setdefault(c.group, []).append(c)
+    return groups
+
+
+COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+
+
 def plot(curves: Sequence[Curve], metric: str, out: Path, ylabel: str | None = None) -> dict[str, int]:
-    """Draw one panel per env to ``out`` (PNG); returns the number of runs per env."""
+    """Draw one panel per env to ``out`` (PNG), each group of runs in its own colour with its mean and min-max
+    band; returns the number of runs per env."""
     by_env: dict[str, list[Curve]] = defaultdict(list)
     for c in curves:
         by_env[c.env_id].append(c)
@@ -100,12 +114,15 @@ def plot(curves: Sequence[Curve], metric: str, out: Path, ylabel: str | None = N
     rows = -(-len(by_env) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.0 * cols, 3.6 * rows), squeeze=False)
     for ax, (env_id, runs) in zip(axes.flat, sorted(by_env.items())):
-        for c in runs:
-            ax.plot(c.steps, c.values, color="tab:blue", alpha=0.45, linewidth=0.8)
-        steps, mean, low, high = spread(runs)
-        ax.fill_between(steps, low, high, color="tab:blue", alpha=0.2, linewidth=0, label="min-max")
-        marker = "o" if len(steps) <= 60 else None  # dots only where they can be told apart
-        ax.plot(steps, mean, color="tab:blue", linewidth=2.0, marker=marker, markersize=3, label=f"mean of {len(runs)}")
+        for i, (group, members) in enumerate(by_group(runs).items()):
+            color, name = COLORS[i % len(COLORS)], f", {group}" if group else ""
+            for c in members:
+                ax.plot(c.steps, c.values, color=color, alpha=0.45, linewidth=0.8)
+            steps, mean, low, high = spread(members)
+            ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0, label=f"min-max{name}")
+            marker = "o" if len(steps) <= 60 else None  # dots only where they can be told apart
+            ax.plot(steps, mean, color=color, linewidth=2.0, marker=marker, markersize=3,
+                    label=f"mean of {len(members)}{name}")  # fmt: skip
         ax.set_title(f"{env_id} ({len(runs)} run{'s' * (len(runs) > 1)})")
         ax.set_xlabel("env steps")
         ax.xaxis.set_major_formatter(FuncFormatter(step_label))
