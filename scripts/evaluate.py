@@ -113,8 +113,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     output = Path(cfg.output) if cfg.output else out_dir / f"{stem}.json"
     check_writable(f"output={cfg.output}" if cfg.output else "output=null (next to the checkpoint)", output)
     video_format = option(validation.choice, "video_format", cfg.video_format, VIDEO_FORMATS)
-    if cfg.video_size is not None:
-        option(validation.positive_int, "video_size", cfg.video_size)
+    video_size = None if cfg.video_size is None else option(validation.positive_int, "video_size", cfg.video_size)
     if cfg.video:
         check_writable("video=true", out_dir / f"{stem}.{video_format}")
     policy = load_policy(path, device)
@@ -140,15 +139,17 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "mean_return": float(rollout.ret.mean()),
     }
     if cfg.video:
-        result["video"] = record_video(cfg, policy, env_id, kwargs, out_dir / f"{stem}.{video_format}", path.stem)
+        video_path = out_dir / f"{stem}.{video_format}"
+        result["video"] = record_video(cfg, policy, env_id, kwargs, video_path, path.stem, video_size)
     output.write_text(json.dumps(result, indent=2) + "\n")
     return {**result, "output": str(output)}
 
 
 def record_video(
-    cfg: DictConfig, policy: Policy, env_id: str, kwargs: dict[str, Any], path: Path, name: str
+    cfg: DictConfig, policy: Policy, env_id: str, kwargs: dict[str, Any], path: Path, name: str, size: int | None
 ) -> dict[str, Any]:
-    """Render ``cfg.video_episodes`` episodes (seeded like the evaluation) to ``path`` and, with
+    """Render ``cfg.video_episodes`` episodes (seeded like the evaluation), resized to ``size`` pixels square
+    unless ``None``, to ``path`` (an mp4, or a GIF by its suffix) and, with
     ``cfg.tensorboard``, to the run's TensorBoard as ``eval/video_<name>`` at the checkpoint's env steps."""
     n_episodes = option(validation.positive_int, "video_episodes", cfg.video_episodes)
     fps = option(validation.positive_int, "fps", cfg.fps)
@@ -157,8 +158,8 @@ def record_video(
         episodes = render_episodes(env, policy_fn(policy), n_episodes, int(cfg.seed))
     finally:
         env.close()
-    clips = [e.frames if cfg.video_size is None else resize_clip(e.frames, int(cfg.video_size)) for e in episodes]
-    if path.suffix == ".gif":
+    clips = [e.frames if size is None else resize_clip(e.frames, size) for e in episodes]
+    if path.suffix == ".gif":  # the file's name carries video_format
         path.write_bytes(animated_gif(clips, fps))
         n_frames = sum(len(clip) for clip in clips)
     else:

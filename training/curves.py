@@ -5,7 +5,7 @@ from __future__ import annotations
 import glob
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import matplotlib
@@ -73,7 +73,7 @@ def smoothed(curve: Curve, n: int) -> Curve:
         values = curve.values[:0]
     else:
         values = np.convolve(curve.values, np.full(n, 1.0 / n), mode="valid")
-    return Curve(curve.run_dir, curve.env_id, curve.seed, curve.steps[n - 1 :][: len(values)], values, curve.group)
+    return replace(curve, steps=curve.steps[n - 1 :][: len(values)], values=values)
 
 
 def step_label(x: float, _pos: int | None = None) -> str:
