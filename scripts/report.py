@@ -350,7 +350,8 @@ def headline_line(headline: Headline, section: Section, runs: Sequence[Run], lin
     budget += f" on {section.where()}"
     window = f"the mean of its last {section.window} evaluations" if section.window > 1 else ""
     if f"{min(values):.2f}" == f"{max(values):.2f}":
-        success = f"eval success {values[0]:.2f} {where} for every seed" + (f" ({window})" if window else "")
+        every = " for every seed" if len(runs) > 1 else ""
+        success = f"eval success {values[0]:.2f} {where}{every}" + (f" ({window})" if window else "")
     else:
         each = f", each {window}" if window else ""
         success = (f"eval success {np.mean(values):.2f} {where}, the mean of {len(runs)} seeds "

@@ -94,9 +94,10 @@ def test_readme_matches_the_committed_data():
     assert "<!-- report:readme -->\n- **" in current
 
 
-def readme_spec(data: Path, at: int | None, section: str = "toy") -> None:
+def readme_spec(data: Path, at: int | None, section: str = "toy", runs: tuple[str, ...] = ("a", "b")) -> None:
     (data / "report.yaml").write_text(json.dumps({
-        "sections": {"toy": {"cpu": "a CPU", "runs": ["a", "b"], "threshold": 0.5, "milestones": [2000], "window": 2}},
+        "sections": {"toy": {"cpu": "a CPU", "runs": list(runs), "threshold": 0.5, "milestones": [2000],
+                             "window": 2}},
         "readme": [{"section": section, "title": "Toy in seconds", "command": "python scripts/train.py env=Toy",
                     "at": at}]}))  # fmt: skip
 
@@ -122,6 +123,10 @@ def test_readme_figures_come_from_a_section_and_link_to_it(tmp_path, capsys):
         "env steps and 2.0-4.0 min of training; the whole run takes 3.0-5.0 min of training on a CPU "
         "([results](docs/results.md#toy-v0))."
     )
+    readme_spec(data, None, runs=("a",))  # one seed: no "for every seed"
+    block, = report.build_readme(readme, doc, data)[1].splitlines()[2:3]  # fmt: skip
+    assert "(seed 0): eval success 1.00 at the end of the run (5k env steps) (the mean of its last 2 " \
+           "evaluations); first" in block  # fmt: skip
     readme_spec(data, 2000)
     block, = report.build_readme(readme, doc, data)[1].splitlines()[2:3]  # fmt: skip
     assert "eval success 0.30 at 2k env steps, the mean of 2 seeds (0.10-0.50 per seed, each the mean of its last " \
