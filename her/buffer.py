@@ -116,7 +116,7 @@ class HerReplayBuffer:
             (relabeled) goal, summed with discount ``gamma``, and cut short at the episode's end and where that
             goal is first reached (``her.relabel.n_step_rewards``); the batch's ``discount`` is ``gamma^m``
             for a transition of ``m`` steps. ``1``: one-step transitions. At most ``horizon``.
-        gamma: the agent's discount (``training.cli`` passes ``agent.gamma``): every sample's ``discount`` is a
+        gamma: the agent's discount (``training.build`` passes ``agent.gamma``): every sample's ``discount`` is a
             power of it, and n-step rewards are summed with it.
         future_warm_up: until the buffer has held this many transitions, every sampled goal is a ``future``
             one (relabel probability 1), whatever ``strategy`` and ``replay_k`` say; from then on they apply.

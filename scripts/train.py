@@ -1,6 +1,7 @@
 """Train a goal-conditioned agent with HER: ``python scripts/train.py env=FetchReach [key=value ...]``.
 
-The config (configs/train.yaml) is composed by Hydra; ``training.cli`` turns it into objects and trains.
+The config (configs/train.yaml) is composed by Hydra; ``training.cli`` trains (``training.build`` turns the config
+into objects).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ if __name__ == "__main__":  # before the slow imports below (torch, gymnasium, M
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from training.cli import CONFIG_DIR, check_resume_argument, other_rank_overrides, run  # noqa: E402
+from training.cli import other_rank_overrides, run  # noqa: E402
+from training.options import CONFIG_DIR  # noqa: E402
+from training.resume import check_resume_argument  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

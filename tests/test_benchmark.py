@@ -1,5 +1,5 @@
-"""scripts/benchmark.py runs end to end at tiny sizes, writes every field (no timing thresholds) and the ones
-its config fixes; its time-to-success watcher finds the first evaluation at the threshold."""
+"""scripts/benchmark.py (training.benchmark) runs end to end at tiny sizes, writes every field (no timing
+thresholds) and the ones its config fixes; its time-to-success watcher finds the first evaluation at the threshold."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def test_benchmark_quick_writes_positive_figures_and_the_configured_sizes(tmp_pa
 
 
 def test_time_to_success_is_the_first_evaluation_at_the_threshold():
-    from benchmark import time_to_success
+    from training.benchmark import time_to_success
 
     overrides = ["env=PointReach", "runner.epochs=3", "runner.cycles_per_epoch=1", "runner.updates_per_cycle=2",
                  "runner.eval_episodes=2", "torch_threads=1", "logger.tensorboard=false"]  # fmt: skip

@@ -223,7 +223,7 @@ def test_resuming_into_another_env_names_each_difference(run_dir, tmp_path):
 
 
 def test_resuming_with_fewer_epochs_than_done_is_an_error_that_writes_nothing(run_dir, tmp_path):
-    from training.cli import ConfigError
+    from training.options import ConfigError
 
     copy = resumable_copy(run_dir, tmp_path)
     before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()}

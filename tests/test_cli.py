@@ -75,7 +75,8 @@ def failure(*overrides: str, run_dir: Path) -> str:
     """The message with which composing or training on ``overrides`` fails in-process (what the CLI prints)."""
     from conftest import compose_config
 
-    from training.cli import ConfigError, train
+    from training.cli import train
+    from training.options import ConfigError
 
     try:
         cfg = compose_config("env=PointReach", *TINY, *overrides)

@@ -9,8 +9,8 @@ import pytest
 from conftest import compose_config
 
 from envs import make_vector_env
-from training.cli import build_runner
-from training.runner import collect_episodes
+from training.build import build_runner
+from training.collect import collect_episodes
 
 
 def noisy_policy(seed: int):

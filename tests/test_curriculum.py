@@ -8,7 +8,8 @@ from conftest import compose_config
 
 from envs import ObjectInGripper, make_env, make_vector_env
 from her import OptionError
-from training.cli import ConfigError, build_runner
+from training.build import build_runner
+from training.options import ConfigError
 
 ENV = "FetchPickAndPlace-v4"
 

@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from training.cli import RESUME_OVERRIDES
+from training.resume import RESUME_OVERRIDES
 
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
 

@@ -1,4 +1,4 @@
-"""scripts/evaluate.py (episodes, JSON, video) and scripts/plot.py (learning curves per env)."""
+"""scripts/evaluate.py and training.evaluate (episodes, JSON, video) and scripts/plot.py (learning curves per env)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,17 @@ import numpy as np
 import pytest
 import torch
 from conftest import CONFIG_DIR, compose_config
-from evaluate import evaluate
 from hydra import compose, initialize_config_dir
 from plot import main as plot_main
 
 from envs import make_env, make_vector_env
 from her.checkpoint_file import CheckpointError
 from training import checkpoint
-from training.cli import ConfigError, train
-from training.evaluation import render_episodes, resize_clip
-from training.runner import collect_episodes
+from training.cli import train
+from training.collect import collect_episodes
+from training.evaluate import evaluate
+from training.options import ConfigError
+from training.video import render_episodes, resize_clip
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -175,7 +176,7 @@ def test_evaluate_bad_input(run_dir, overrides, error, message):
 
 
 def test_evaluate_checks_where_it_writes_and_refuses_options_it_does_not_use(run_dir, tmp_path, monkeypatch):
-    import evaluate as script
+    from training import evaluate as script
 
     def no_episodes(*args, **kwargs):
         raise AssertionError("episodes ran before the options were checked")

@@ -21,10 +21,13 @@ from helpers.point_runs import POINT_TINY
 from envs import env_info, make_env
 from her import sparse_reward
 from training import checkpoint
+from training.build import build_runner, run_info
 from training.checkpoint import Checkpointer, CheckpointError, DivergenceError
-from training.cli import ConfigError, build_runner, resume_config, run_info, train
+from training.cli import train
 from training.divergence import first_non_finite_update, non_finite_tensors
 from training.metrics import read_records
+from training.options import ConfigError
+from training.resume import resume_config
 from training.runner import Runner
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("her",),  # the replay core: storage, relabeling, goals and rewards, validation, checkpoint files, buffer API
     ("envs", "agents"),  # environment creation; learning
-    ("training",),  # the run machinery: runner, checkpoints, metrics, signals, distributed, video, the CLI's plumbing
+    ("training",),  # the run machinery: runner, build, resume, checkpoints, metrics, distributed, report, benchmark
     ("scripts",),  # entry points, each importing from the layers below and never from another script
 )
 PACKAGES = ("her", "agents", "envs", "training", "scripts")

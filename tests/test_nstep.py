@@ -14,7 +14,8 @@ from agents import DDPG, SAC, TD3
 from envs import env_info, make_env
 from her import HerReplayBuffer, OptionError, Transitions, relabel_goals, sample_her_transitions
 from her.relabel import resolve_strategy
-from training.cli import ConfigError, build_runner
+from training.build import build_runner
+from training.options import ConfigError
 from training.transfer import BatchToDevice
 
 T = 6

@@ -14,7 +14,9 @@ from agents import precision as precision_module
 from agents.precision import PrecisionChoice, choose_precision
 from her import OptionError, checkpoint_file
 from training import cli as training_cli
-from training.cli import ConfigError, build_runner, train
+from training.build import build_runner
+from training.cli import train
+from training.options import ConfigError
 
 AGENTS = [DDPG, TD3, SAC]
 

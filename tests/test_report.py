@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import report
+import report as report_script
+
+from training import report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,9 +58,9 @@ def test_check_fails_until_the_doc_is_rewritten_and_draws_the_curve(tmp_path, ca
     doc = tmp_path / "results.md"
     doc.write_text("# R\n\ntext\n<!-- report:toy -->\nold\n<!-- /report:toy -->\nmore\n")
     args = ["--doc", str(doc), "--data", str(data)]
-    assert report.main([*args, "--check"]) == 1
-    assert report.main(args) == 0
-    assert report.main([*args, "--check"]) == 0
+    assert report_script.main([*args, "--check"]) == 1
+    assert report_script.main(args) == 0
+    assert report_script.main([*args, "--check"]) == 0
     text = doc.read_text()
     assert text.startswith("# R\n\ntext\n<!-- report:toy -->\n| run |")
     assert text.endswith("<!-- /report:toy -->\nmore\n")
@@ -71,11 +73,11 @@ def test_bad_data_is_reported_by_name(tmp_path, capsys):
     spec(data, ["missing"])
     doc = tmp_path / "results.md"
     doc.write_text("<!-- report:toy -->\n<!-- /report:toy -->\n")
-    assert report.main(["--doc", str(doc), "--data", str(data), "--check"]) == 2
+    assert report_script.main(["--doc", str(doc), "--data", str(data), "--check"]) == 2
     assert "missing: expected metrics.jsonl and config.yaml" in capsys.readouterr().err
     write_run(data, "missing", 0, [0.0])
     doc.write_text("no markers\n")
-    assert report.main(["--doc", str(doc), "--data", str(data), "--check"]) == 2
+    assert report_script.main(["--doc", str(doc), "--data", str(data), "--check"]) == 2
     assert "no '<!-- report:toy -->'" in capsys.readouterr().err
 
 
@@ -112,10 +114,10 @@ def test_readme_figures_come_from_a_section_and_link_to_it(tmp_path, capsys):
     readme.write_text("# T\n<!-- report:readme -->\nold\n<!-- /report:readme -->\nmore\n")
     readme_spec(data, None)
     args = ["--doc", str(doc), "--readme", str(readme), "--data", str(data)]
-    assert report.main([*args, "--check"]) == 1
+    assert report_script.main([*args, "--check"]) == 1
     assert "README.md is out of date" in capsys.readouterr().err
-    assert report.main(args) == 0
-    assert report.main([*args, "--check"]) == 0
+    assert report_script.main(args) == 0
+    assert report_script.main([*args, "--check"]) == 0
     line = readme.read_text().splitlines()[2]
     assert line == (
         "- **Toy in seconds**: `python scripts/train.py env=Toy` (seeds 0 and 1): eval success 1.00 at the end of "
@@ -144,18 +146,18 @@ def test_readme_figures_report_bad_entries(tmp_path, capsys):
     readme.write_text("<!-- report:readme -->\n<!-- /report:readme -->\n")
     args = ["--doc", str(doc), "--readme", str(readme), "--data", str(data), "--check"]
     readme_spec(data, None, section="nope")
-    assert report.main(args) == 2
+    assert report_script.main(args) == 2
     assert "readme entry 0 names no section: 'nope'" in capsys.readouterr().err
     readme_spec(data, 9000)
-    assert report.main(args) == 2
+    assert report_script.main(args) == 2
     assert "ends before 9000 env steps" in capsys.readouterr().err
     readme_spec(data, None)
     doc.write_text("## Other-v0\n<!-- report:toy -->\n<!-- /report:toy -->\n")
-    assert report.main(args) == 2
+    assert report_script.main(args) == 2
     assert "no '## Toy-v0' heading to link to" in capsys.readouterr().err
     doc.write_text("## Toy-v0\n<!-- report:toy -->\n<!-- /report:toy -->\n")
     readme.write_text("no markers\n")
-    assert report.main(args) == 2
+    assert report_script.main(args) == 2
     assert "README.md: no '<!-- report:readme -->'" in capsys.readouterr().err
 
 
@@ -180,11 +182,11 @@ def test_a_sweep_labels_rows_by_config_keys_and_means_each_variant(tmp_path, cap
         json.dumps({"sections": {"toy": {"cpu": "a CPU", "runs": ["a0"], "label_keys": ["agent.lr"]}}}))  # fmt: skip
     doc = tmp_path / "results.md"
     doc.write_text("<!-- report:toy -->\n<!-- /report:toy -->\n")
-    assert report.main(["--doc", str(doc), "--data", str(data), "--check"]) == 2
+    assert report_script.main(["--doc", str(doc), "--data", str(data), "--check"]) == 2
     assert "no key 'agent.lr' (label_keys)" in capsys.readouterr().err
     (data / "report.yaml").write_text(
         json.dumps({"sections": {"toy": {"cpu": "a CPU", "runs": ["a0"], "label_keys": "agent.lr"}}}))  # fmt: skip
-    assert report.main(["--doc", str(doc), "--data", str(data), "--check"]) == 2
+    assert report_script.main(["--doc", str(doc), "--data", str(data), "--check"]) == 2
     assert "label_keys must be a list of config keys, got 'agent.lr'" in capsys.readouterr().err
     # A run made before an option existed is labeled with the section's label_defaults for it.
     (data / "report.yaml").write_text(json.dumps({"sections": {"toy": {"cpu": "a CPU",
@@ -194,7 +196,7 @@ def test_a_sweep_labels_rows_by_config_keys_and_means_each_variant(tmp_path, cap
     assert "| batch_size=256, lr=0.001, seed 0 |" in block and "| batch_size=1024, lr=0.001, seed 0 |" in block
     (data / "report.yaml").write_text(json.dumps({"sections": {"toy": {"cpu": "a CPU",
         "runs": ["a0"], "label_keys": ["agent.batch_size"], "label_defaults": {"agent.lr": 0.001}}}}))  # fmt: skip
-    assert report.main(["--doc", str(doc), "--data", str(data), "--check"]) == 2
+    assert report_script.main(["--doc", str(doc), "--data", str(data), "--check"]) == 2
     assert "label_defaults must map some of label_keys ['agent.batch_size'] to values" in capsys.readouterr().err
 
 

@@ -16,8 +16,10 @@ from conftest import compose_config
 
 from envs import make_vector_env
 from training import checkpoint
-from training.cli import ConfigError, resume_config, train
+from training.cli import train
 from training.metrics import read_records
+from training.options import ConfigError
+from training.resume import resume_config
 from training.runner import Runner
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,7 +142,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_cli_resume_errors_create_nothing(tmp_path, capsys):
-    from training.cli import check_resume_argument
+    from training.resume import check_resume_argument
 
     missing = tmp_path / "nope"
     proc = run_cli(f"resume={missing}")

@@ -17,8 +17,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from training import checkpoint
-from training.cli import ConfigError, check_resume_argument, resume_config, train
+from training.cli import train
 from training.metrics import read_records
+from training.options import ConfigError
+from training.resume import check_resume_argument, resume_config
 from training.rundir import RunDirError
 
 ROOT = Path(__file__).resolve().parent.parent

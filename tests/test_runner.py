@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import compose_config
 
-from training.cli import build_runner
+from training.build import build_runner
 
 EPOCHS, CYCLES, EPISODES, UPDATES, EVAL_EPISODES, T = 2, 3, 2, 4, 4, 50
 

@@ -9,8 +9,9 @@ import pytest
 from conftest import compose_config
 from helpers.train_cli import run_train
 
-from training.cli import resume_config, train
+from training.cli import train
 from training.metrics import read_records
+from training.resume import resume_config
 
 pytest.importorskip("tensorboard")
 

@@ -1,6 +1,9 @@
-"""The run machinery: the training runner, checkpoints, metrics, Ctrl-C handling, data-parallel training over
-``torch.distributed``, rendered episodes and video, generator states and host-to-device batches.
+"""The run machinery, one topic a module: the training loop (``runner``) and episode collection (``collect``);
+config to objects (``build``), the run entry of ``scripts/train.py`` (``cli``), resuming (``resume``), option
+checks (``options``), HParams (``hparams``); checkpoints, metrics and TensorBoard, Ctrl-C handling (``signals``),
+run dirs, data-parallel training over ``torch.distributed``; policy evaluation (``evaluate``) and video
+(``video``); curves, the sweep summary, the results report (``report``) and the benchmark (``benchmark``).
 
-It sits above the replay core (``her``), ``envs`` and ``agents``, and below ``scripts/``: it takes the objects
-that ``scripts/train.py`` builds and imports nothing from the scripts.
+It sits above the replay core (``her``), ``envs`` and ``agents``, and below ``scripts/``, whose entry points parse
+their arguments and call it; it imports nothing from the scripts.
 """
