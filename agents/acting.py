@@ -92,15 +92,19 @@ class HostPolicy:
         clip = np.concatenate([np.full(len(n.mean), n.clip, np.float32) for n in norms])
         object.__setattr__(self, "_clip", clip)
 
-    def __call__(
-        self, obs: np.ndarray, goal: np.ndarray, explore: bool, rng: np.random.Generator | None = None
-    ) -> np.ndarray:
+    def inputs(self, obs: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """``[n, o], [n, g] -> [n, o + g]`` float32: the normalized, clipped network input (``agent.inputs``)."""
         x = np.concatenate((obs, goal), axis=-1, dtype=np.float32)  # a new array: normalized in place
         x -= self._mean
         x /= self._std
         np.minimum(x, self._clip, out=x)
         np.maximum(x, -self._clip, out=x)
-        out = self.net(x)
+        return x
+
+    def __call__(
+        self, obs: np.ndarray, goal: np.ndarray, explore: bool, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
+        out = self.net(self.inputs(obs, goal))
         if explore:
             if rng is None:
                 raise ValueError("exploring needs an rng (numpy.random.Generator)")

@@ -348,3 +348,37 @@ def test_sac_actor_loss_follows_the_min_critic_the_entropy_bonus_and_the_action_
     penalty = 0.7 * torch.tanh(mean).pow(2).mean()  # on the mean action
     assert penalty > 0
     assert stats["actor_loss"] == pytest.approx((log_prob + 3.0).mean().item() + penalty.item(), rel=1e-5)
+
+
+def far_inputs(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    """``[n, dim]`` float32 inputs on many scales, most far outside a normalizer's data: plain normals, values up
+    to +-1e30, zeros and exact extremes mixed row by row and column by column."""
+    scale = 10.0 ** rng.integers(-3, 31, (n, dim))
+    x = rng.standard_normal((n, dim)) * scale
+    x[rng.random((n, dim)) < 0.1] = 0.0
+    x[rng.random((n, dim)) < 0.05] = 1e30
+    x[rng.random((n, dim)) < 0.05] = -1e30
+    return x.astype(np.float32)
+
+
+@pytest.mark.parametrize("cls", AGENTS)
+@pytest.mark.parametrize("seed", range(5))
+def test_acting_and_training_paths_agree_far_outside_the_normalizer_data(cls, seed):
+    """Property over random inputs, extremes included: the NumPy acting path (``HostPolicy``) and the torch
+    training path (``agent.inputs``, ``agent.actor``) give the same normalized inputs and greedy actions, for
+    normalizers fitted on wide data and on data so narrow that the std sits at its floor."""
+    rng = np.random.default_rng(seed)
+    ag = make(cls, seed)
+    spread = 1e-6 if seed % 2 else 3.0  # odd seeds: the std floor (norm_eps), nearly every input clipped
+    ag.update_normalizers(rng.normal(2.0, spread, (300, OBS)), rng.normal(-1.0, spread, (300, G)))
+    ag.update(batch(seed))  # weights away from their initialization
+    obs, goal = far_inputs(rng, 256, OBS), far_inputs(rng, 256, G)
+    policy = ag.acting_policy()
+    with torch.no_grad():
+        x = ag.inputs(torch.as_tensor(obs), torch.as_tensor(goal))
+        out = ag.actor(x)
+        expected = 2.0 * (torch.tanh(out[0]) if cls is SAC else out).numpy()  # action_max = 2
+    host_x = policy.inputs(obs, goal)
+    np.testing.assert_allclose(host_x, x.numpy(), rtol=1e-6, atol=1e-6)
+    assert np.abs(host_x).max() <= ag.obs_norm.clip and np.isfinite(host_x).all()
+    np.testing.assert_allclose(policy(obs, goal, False), expected, atol=1e-4)
