@@ -8,11 +8,13 @@ between them), and ``ActorCriticAgent.act`` takes one per call.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from torch import nn
+
+from agents.networks import LOG_STD_MAX, LOG_STD_MIN
 
 
 @dataclass(frozen=True)
@@ -64,12 +66,61 @@ class HostMLP:
         return x
 
 
+class ActingHead(Protocol):
+    """How an agent turns its actor MLP's ``[n, out]`` output into actions in ``[-1, 1]``: ``greedy`` for
+    evaluation, ``explore`` (randomness from ``rng``) for collection. Heads are small frozen dataclasses, so a
+    ``HostPolicy`` pickles to another process (``training.collect.EpisodeWorker``) with its arrays alone."""
+
+    def greedy(self, out: np.ndarray) -> np.ndarray: ...
+    def explore(self, out: np.ndarray, rng: np.random.Generator) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class TanhNoiseHead:
+    """DDPG's and TD3's actions: ``tanh(out)``; exploring, that plus Gaussian noise of std ``noise_eps`` (clipped
+    to ``[-1, 1]``), and with probability ``random_eps`` a uniform random action instead."""
+
+    noise_eps: float
+    random_eps: float
+
+    def greedy(self, out: np.ndarray) -> np.ndarray:
+        """``[n, a] -> [n, a]``."""
+        return np.tanh(out)
+
+    def explore(self, out: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``[n, a] -> [n, a]``."""
+        action = np.tanh(out)
+        action += self.noise_eps * rng.standard_normal(action.shape)
+        np.clip(action, -1.0, 1.0, out=action)
+        random_rows = rng.random(len(action)) < self.random_eps
+        if random_rows.any():  # (a draw of zero rows takes nothing from rng either)
+            action[random_rows] = rng.uniform(-1.0, 1.0, (int(random_rows.sum()), action.shape[1]))
+        return action
+
+
+@dataclass(frozen=True)
+class SquashedGaussianHead:
+    """SAC's actions from ``out = [mean, log_std]`` (``[n, 2a]``, as ``networks.GaussianActor``): ``tanh(mean)``;
+    exploring, a policy sample ``tanh(mean + std * noise)``."""
+
+    action_dim: int
+
+    def greedy(self, out: np.ndarray) -> np.ndarray:
+        """``[n, 2a] -> [n, a]``."""
+        return np.tanh(out[:, : self.action_dim])
+
+    def explore(self, out: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``[n, 2a] -> [n, a]``, noise from ``rng``."""
+        mean, log_std = out[:, : self.action_dim], np.clip(out[:, self.action_dim :], LOG_STD_MIN, LOG_STD_MAX)
+        return np.tanh(mean + np.exp(log_std) * rng.standard_normal(mean.shape))
+
+
 @dataclass(frozen=True)
 class HostPolicy:
     """``policy(obs [n, o], goal [n, g], explore, rng) -> actions [n, a]`` float32 in env units.
 
-    ``greedy(out)`` and ``explore(out, rng)`` map the MLP's ``[n, out]`` output to actions in ``[-1, 1]``
-    (the agent's own head: tanh for DDPG/TD3, a squashed Gaussian for SAC).
+    ``head`` maps the MLP's ``[n, out]`` output to actions in ``[-1, 1]`` (the agent's own: tanh for DDPG/TD3, a
+    squashed Gaussian for SAC).
 
     A call is a few dozen NumPy operations on one row per env, ~1 µs each, so the two normalizers are applied
     as one, in place, on the concatenated input.
@@ -78,8 +129,7 @@ class HostPolicy:
     obs_norm: HostNormalizer
     goal_norm: HostNormalizer
     net: HostMLP
-    greedy: Callable[[np.ndarray], np.ndarray]
-    explore: Callable[[np.ndarray, np.random.Generator], np.ndarray]
+    head: ActingHead
     action_max: float
     _mean: np.ndarray = field(init=False, repr=False)
     _std: np.ndarray = field(init=False, repr=False)
@@ -108,9 +158,9 @@ class HostPolicy:
         if explore:
             if rng is None:
                 raise ValueError("exploring needs an rng (numpy.random.Generator)")
-            action = self.explore(out, rng)
+            action = self.head.explore(out, rng)
         else:
-            action = self.greedy(out)
+            action = self.head.greedy(out)
         action = np.asarray(action, dtype=np.float32)
         if self.action_max != 1.0:
             action = action * np.float32(self.action_max)

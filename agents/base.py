@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.acting import HostMLP, HostPolicy
+from agents.acting import ActingHead, HostMLP, HostPolicy
 from agents.networks import CriticEnsemble
 from agents.normalizer import RunningNormalizer
 from agents.optim import Adam
@@ -123,14 +123,9 @@ class ActorCriticAgent(ABC):
         """The policy network on ``[B, in_dim]`` inputs."""
 
     @abstractmethod
-    def greedy_action(self, out: np.ndarray) -> np.ndarray:
-        """``[n, out] -> [n, a]``: the evaluation action in ``[-1, 1]``, from the output of the actor's MLP
-        (``actor.net``) computed in NumPy (``agents.acting``)."""
-
-    @abstractmethod
-    def explore_action(self, out: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """``[n, out] -> [n, a]``: an exploration action in ``[-1, 1]`` from the actor MLP's output, its
-        randomness drawn from ``rng``."""
+    def acting_head(self) -> ActingHead:
+        """How the actor MLP's output (``actor.net``, computed in NumPy by ``agents.acting``) becomes greedy and
+        exploring actions in ``[-1, 1]``."""
 
     @abstractmethod
     def next_value(self, next_x: torch.Tensor) -> torch.Tensor:
@@ -152,8 +147,7 @@ class ActorCriticAgent(ABC):
             self.obs_norm.host(),
             self.goal_norm.host(),
             HostMLP.from_sequential(self.actor.net),
-            self.greedy_action,
-            self.explore_action,
+            self.acting_head(),
             self.action_max,
         )
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
+from agents.acting import TanhNoiseHead
 from agents.base import ActorCriticAgent, polyak_update
 from agents.networks import Actor
 from her import validation
@@ -33,20 +33,10 @@ class DDPG(ActorCriticAgent):
         return Actor(in_dim, self.action_dim, self.hidden)
 
     # --- acting ---------------------------------------------------------------------------------
-    def greedy_action(self, out: np.ndarray) -> np.ndarray:
-        """``[n, a] -> [n, a]``: ``pi(s) = tanh(out)`` (as ``networks.Actor``)."""
-        return np.tanh(out)
-
-    def explore_action(self, out: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """``[n, a] -> [n, a]``: ``pi(s)`` plus Gaussian noise, and with probability ``random_eps`` a
-        uniform random action instead."""
-        action = np.tanh(out)
-        action += self.noise_eps * rng.standard_normal(action.shape)
-        np.clip(action, -1.0, 1.0, out=action)
-        random_rows = rng.random(len(action)) < self.random_eps
-        if random_rows.any():  # (a draw of zero rows takes nothing from rng either)
-            action[random_rows] = rng.uniform(-1.0, 1.0, (int(random_rows.sum()), self.action_dim))
-        return action
+    def acting_head(self) -> TanhNoiseHead:
+        """``pi(s) = tanh(out)`` (as ``networks.Actor``); exploring, plus Gaussian noise of std ``noise_eps``, and
+        with probability ``random_eps`` a uniform random action instead."""
+        return TanhNoiseHead(self.noise_eps, self.random_eps)
 
     # --- learning -------------------------------------------------------------------------------
     def target_action(self, next_x: torch.Tensor) -> torch.Tensor:

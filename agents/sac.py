@@ -10,8 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from agents.acting import SquashedGaussianHead
 from agents.base import ActorCriticAgent
-from agents.networks import LOG_STD_MAX, LOG_STD_MIN, GaussianActor, Temperature, squashed_gaussian
+from agents.networks import GaussianActor, Temperature, squashed_gaussian
 from agents.optim import Adam
 from her import validation
 
@@ -53,15 +54,9 @@ class SAC(ActorCriticAgent):
         return GaussianActor(in_dim, self.action_dim, self.hidden)
 
     # --- acting ---------------------------------------------------------------------------------
-    def greedy_action(self, out: np.ndarray) -> np.ndarray:
-        """``[n, 2a] -> [n, a]``: the mean action ``tanh(mean)`` (``out`` holds mean and log std, as
-        ``networks.GaussianActor``)."""
-        return np.tanh(out[:, : self.action_dim])
-
-    def explore_action(self, out: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """``[n, 2a] -> [n, a]``: a policy sample ``tanh(mean + std * noise)``, noise from ``rng``."""
-        mean, log_std = out[:, : self.action_dim], np.clip(out[:, self.action_dim :], LOG_STD_MIN, LOG_STD_MAX)
-        return np.tanh(mean + np.exp(log_std) * rng.standard_normal(mean.shape))
+    def acting_head(self) -> SquashedGaussianHead:
+        """The mean action ``tanh(mean)``; exploring, a policy sample ``tanh(mean + std * noise)``."""
+        return SquashedGaussianHead(self.action_dim)
 
     # --- learning -------------------------------------------------------------------------------
     def sample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -9,7 +9,7 @@ import io
 import re
 import signal
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, SupportsFloat
 
@@ -242,23 +242,32 @@ def make_vector_env(
     kwargs: Mapping[str, Any] | None = None,
     *,
     object_in_gripper: float = 0.0,
+    wrapper: Callable[[gym.Env], gym.Env] | None = None,
 ) -> gym.vector.VectorEnv:
     """``num_envs`` copies of ``make_env(env_id, **kwargs)``: ``sync`` steps them in this process, ``async``
     in one subprocess each (gymnasium's ``AsyncVectorEnv``). Observations are not copied (``copy=False``):
     callers copy what they keep before the next ``step``.
 
     ``object_in_gripper`` > 0: each env is wrapped in ``ObjectInGripper`` (``envs.curriculum``), which starts
-    that share of its episodes with the object in the gripper (for training envs only)."""
+    that share of its episodes with the object in the gripper (for training envs only). ``wrapper``: wraps each
+    env last (with ``async``, in its worker process; it must pickle, e.g. a wrapper class)."""
     num_envs = validation.positive_int("num_envs", num_envs)
     validation.choice("vectorization", vectorization, VECTORIZATION_MODES)
     kwargs = env_kwargs(kwargs)
     object_in_gripper = validation.real_in_range("object_in_gripper", object_in_gripper, 0.0, 1.0)
-    fns = [functools.partial(_make_env_with_start_states, env_id, object_in_gripper, kwargs)] * num_envs
+    fns = [functools.partial(_make_wrapped_env, wrapper, env_id, object_in_gripper, kwargs)] * num_envs
     if vectorization == "async":
         fns[0]().close()  # fail here, with a clear message, rather than inside a worker
         with _sigint_ignored():
             return gym.vector.AsyncVectorEnv(fns, shared_memory=True, copy=False)
     return gym.vector.SyncVectorEnv(fns, copy=False)
+
+
+def _make_wrapped_env(
+    wrapper: Callable[[gym.Env], gym.Env] | None, env_id: str, object_in_gripper: float, kwargs: Mapping[str, Any]
+) -> gym.Env:
+    env = _make_env_with_start_states(env_id, object_in_gripper, kwargs)
+    return env if wrapper is None else wrapper(env)
 
 
 def _make_env_with_start_states(env_id: str, object_in_gripper: float, kwargs: Mapping[str, Any]) -> gym.Env:

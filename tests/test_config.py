@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 from agents import ActorCriticAgent
 from envs import env_info, make_env, make_vector_env
 from her import HerReplayBuffer
+from training.build import vectorization
 from training.distributed import Distributed
 from training.runner import Runner
 
@@ -92,7 +93,7 @@ def test_agent_buffer_runner_configs_instantiate(agent, buffer, runner):
     assert isinstance(buf, HerReplayBuffer) and buf.batch_size == cfg.buffer.batch_size
     ag = instantiate(cfg.agent)(info.obs_dim, info.goal_dim, info.action_dim, info.action_max, device="cpu")
     assert isinstance(ag, ActorCriticAgent)
-    venv = make_vector_env(cfg.env.id, cfg.env.num_envs, cfg.env.vectorization)
+    venv = make_vector_env(cfg.env.id, cfg.env.num_envs, vectorization(cfg))
     run = instantiate(cfg.runner)(ag, buf, venv, venv, info.horizon, seed=0, logger=None, progress=False)
     assert isinstance(run, Runner) and run.epochs == cfg.runner.epochs
     venv.close()
@@ -135,8 +136,6 @@ def test_experiment_presets_compose_to_their_own_values(experiment):
                 assert cfg.env.id == chosen["env.id"], key
             else:
                 assert cfg[group]._target_ == chosen["_target_"], key
-    by_precision = preset.pop("by_precision", None)  # its keys hold dots: compared whole
-    assert (OmegaConf.to_container(cfg.by_precision) if cfg.by_precision is not None else None) == by_precision
     for key, value in flatten(preset).items():
         assert OmegaConf.select(cfg, key) == value, key
 

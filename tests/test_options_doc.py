@@ -35,7 +35,7 @@ TRAIN, EVALUATE = "train", "evaluate"
 GROUPS = ("runner", "agent", "buffer", "logger", "distributed", "checkpoint", "env", "hydra")  # train.yaml's
 CODE = re.compile(r"`([^`]+)`")
 LABEL = re.compile(r"^([\w/]+)=([\w.-]+)$")  # group=option
-KEY = re.compile(r"^\+?((?:seed|device|torch_threads|progress|by_precision|resume|env|agent|buffer|runner|logger"
+KEY = re.compile(r"^\+?((?:seed|device|torch_threads|progress|resume|env|agent|buffer|runner|logger"
                  r"|checkpoint|distributed|hydra)(?:\.[\w-]+)*)(?:=|$)")  # fmt: skip
 
 

@@ -263,29 +263,16 @@ def test_update_flops_count_the_matrix_products_of_an_update():
     assert 2.5 * forward < one < 5 * forward
 
 
-def test_by_precision_sets_the_chosen_precisions_options(monkeypatch, tmp_path):
-    table = "by_precision={fp32: {buffer.batch_size: 8, runner.updates_per_cycle: 3}, bf16: {buffer.batch_size: 32}}"
-    for native, size, updates in ((False, 8, 3), (True, 32, 2)):
+def test_the_chosen_precision_leaves_every_option_as_given(monkeypatch, tmp_path):
+    """The precision choice sets nothing but the precision: the batch given is the batch trained, in either."""
+    for native in (False, True):
         fake_hardware(monkeypatch, native=native, rates={"fp32": 10.0, "bf16": 30.0})
         run_dir = tmp_path / str(native)
-        small_run(run_dir, table)
+        small_run(run_dir, "buffer.batch_size=8", "runner.updates_per_cycle=3")
         config = saved(run_dir)["config"]
-        assert (config["buffer"]["batch_size"], config["runner"]["updates_per_cycle"]) == (size, updates)
-        assert saved(run_dir)["counters"]["updates"] == 2 * updates  # 2 cycles
-
-
-@pytest.mark.parametrize(
-    ("table", "expected"),
-    [
-        ("{fp16: {buffer.batch_size: 8}}", "by_precision.fp16 is invalid: expected fp32 or bf16"),
-        ("{fp32: {agent.hidden: [8]}}", "by_precision.fp32: agent.hidden is not an option it can set"),
-        ("{fp32: {buffer.batchsize: 8}}", "by_precision.fp32: buffer.batchsize is not an option it can set"),
-        ("{fp32: 512}", "by_precision.fp32=512 is invalid: expected a mapping of options"),
-    ],
-)
-def test_by_precision_refuses_what_it_cannot_set(table, expected):
-    with pytest.raises(ConfigError, match=expected):
-        point_runner(f"by_precision={table}")
+        assert config["precision_probe"]["chosen"] == ("bf16" if native else "fp32")
+        assert (config["buffer"]["batch_size"], config["runner"]["updates_per_cycle"]) == (8, 3)
+        assert saved(run_dir)["counters"]["updates"] == 2 * 3  # 2 cycles
 
 
 def test_a_resume_on_the_same_kind_of_machine_keeps_the_first_choice(monkeypatch, tmp_path, capsys):

@@ -34,7 +34,7 @@ from omegaconf import DictConfig
 from agents.precision import bf16_native, cpu_model, update_flops
 from envs import env_info, make_env
 from her import HerReplayBuffer, Transitions
-from training.build import build_runner, env_options
+from training.build import build_runner, env_options, vectorization
 from training.options import CONFIG_DIR
 from training.runner import Runner
 
@@ -335,7 +335,7 @@ def run_benchmark(overrides: list[str], options: BenchmarkOptions) -> dict[str, 
         "env": env_id,
         "overrides": overrides,
         "num_envs": int(cfg.env.num_envs),
-        "vectorization": str(cfg.env.vectorization),
+        "vectorization": vectorization(cfg),
         "device": str(cfg.device),
         "torch": torch.__version__,
     }

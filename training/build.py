@@ -18,9 +18,11 @@ from threadpoolctl import threadpool_limits
 
 from agents.precision import PrecisionChoice, choose_precision
 from envs import EnvInfo, env_info, env_kwargs, make_env, make_vector_env
+from envs.make import VECTORIZATION_MODES
 from her import validation
 from training import checkpoint
 from training.checkpoint import RunInfo
+from training.collect import EpisodeWorker
 from training.distributed import Distributed, rank_seed
 from training.hparams import hparams
 from training.metrics import MetricsLogger
@@ -38,6 +40,22 @@ def torch_threads(requested: int | None, num_envs: int, vectorization: str, proc
         return checked("", validation.positive_int, "torch_threads", requested)
     workers = num_envs if vectorization == "async" else 0
     return max(1, (os.cpu_count() or 1) // processes - workers)
+
+
+def vectorization(cfg: DictConfig) -> str:
+    """``env.vectorization`` resolved: ``auto`` is ``async`` (env worker processes) when ``runner.overlap`` needs
+    them, else ``sync``; ``runner.overlap`` with ``sync`` is refused."""
+    mode, overlap = cfg.env.vectorization, cfg.runner.get("overlap", False)
+    checked("env", validation.choice, "vectorization", mode, ("auto", *VECTORIZATION_MODES))
+    checked("runner", validation.boolean, "overlap", overlap)
+    if mode == "auto":
+        return "async" if overlap else "sync"
+    if overlap and mode != "async":
+        raise ConfigError(
+            f"env.vectorization={mode!r} is invalid with runner.overlap=true: the episodes run in env worker "
+            "processes while the learner updates (env.vectorization=async or auto)"
+        )
+    return mode
 
 
 def env_options(cfg: DictConfig) -> dict[str, Any]:
@@ -59,39 +77,11 @@ def run_info(cfg: DictConfig, info: Any) -> RunInfo:
     return RunInfo(env, str(agent_cfg["_target_"]), kwargs, config)
 
 
-_ABSENT = object()
-
-BY_PRECISION_GROUPS = ("buffer", "runner")
-"""The config groups whose options ``by_precision`` may set (built after the precision is chosen)."""
-
-
-def precision_options(cfg: DictConfig) -> dict[str, dict[str, Any]]:
-    """``cfg.by_precision`` checked: ``{fp32|bf16: {"buffer.key" or "runner.key": value}}`` for existing keys."""
-    node = cfg.get("by_precision") or {}
-    table = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
-    if not isinstance(table, dict):
-        raise ConfigError(f"by_precision={table!r} is invalid: expected a mapping of fp32/bf16 to options")
-    for precision, options in table.items():
-        if precision not in ("fp32", "bf16"):
-            raise ConfigError(f"by_precision.{precision} is invalid: expected fp32 or bf16")
-        if not isinstance(options, dict):
-            raise ConfigError(f"by_precision.{precision}={options!r} is invalid: expected a mapping of options")
-        for key in options:
-            group = str(key).split(".", 1)[0]
-            if group not in BY_PRECISION_GROUPS or OmegaConf.select(cfg, str(key), default=_ABSENT) is _ABSENT:
-                raise ConfigError(
-                    f"by_precision.{precision}: {key} is not an option it can set "
-                    f"(an existing option of {' or '.join(BY_PRECISION_GROUPS)})"
-                )
-    return table
-
-
 def choose_run_precision(cfg: DictConfig, agent: Any, batch_size: int, distributed: Distributed) -> PrecisionChoice:
-    """Resolve ``agent.precision`` (``auto``: by a probe of ``agent``'s update at ``batch_size``), set it on the
-    agent, apply the chosen precision's ``by_precision`` options to ``cfg``, record the choice in
-    ``cfg.precision_probe`` (saved with the run, shown in HParams) and print it (rank 0). Ranks train in one
-    precision: bf16 only where every rank chose it."""
-    options = precision_options(cfg)
+    """Resolve ``agent.precision`` (``auto``: by a probe of ``agent``'s update at ``batch_size``, the run's own),
+    set it on the agent, record the choice in ``cfg.precision_probe`` (saved with the run) and print it (rank 0).
+    The choice sets nothing else: a recipe trains with the options its config gives, in either precision. Ranks
+    train in one precision: bf16 only where every rank chose it."""
     # Only a resumed run's saved choice counts (its config is the saved one), never a value given to a new run.
     previous = cfg.get("precision_probe") if cfg.get("resume") is not None else None
     if OmegaConf.is_config(previous):
@@ -101,8 +91,6 @@ def choose_run_precision(cfg: DictConfig, agent: Any, batch_size: int, distribut
     if someone_fp32 and choice.chosen == "bf16":
         choice = dataclasses.replace(choice, chosen="fp32")
     agent.precision = choice.chosen
-    for key, value in options.get(choice.chosen, {}).items():
-        OmegaConf.update(cfg, key, value)
     with open_dict(cfg):
         cfg.precision_probe = choice.record()
     if distributed.is_main:
@@ -123,9 +111,8 @@ def build_runner(
     seed = checked("", validation.non_negative_int, "seed", cfg.seed)
     distributed = checked("distributed", instantiate(cfg.distributed), checked("", resolve_device, cfg.device))
     device = distributed.device  # under torchrun with cuda: this rank's GPU
-    torch.set_num_threads(
-        torch_threads(cfg.torch_threads, cfg.env.num_envs, cfg.env.vectorization, distributed.local_world_size)
-    )
+    mode = vectorization(cfg)
+    torch.set_num_threads(torch_threads(cfg.torch_threads, cfg.env.num_envs, mode, distributed.local_world_size))
     # NumPy's BLAS does only the small matmuls of acting (agents.acting): its extra threads slow those ~3x
     # at batch 8 while torch's threads are busy.
     threadpool_limits(1, user_api="blas")
@@ -133,16 +120,22 @@ def build_runner(
 
     check_options("agent", cfg.agent)
     env_cfg, kwargs = cfg.env, env_options(cfg)
+    # With runner.overlap each env runs whole episodes in its worker process (training.collect.EpisodeWorker).
+    wrapper = EpisodeWorker if cfg.runner.get("overlap", False) else None
     train_env = checked(
         "env",
         make_vector_env,
         env_cfg.id,
         env_cfg.num_envs,
-        env_cfg.vectorization,
+        mode,
         kwargs,
         object_in_gripper=env_cfg.get("object_in_gripper", 0.0),  # training episodes only, never the eval env's
+        wrapper=wrapper,
     )
-    eval_env = make_vector_env(env_cfg.id, env_cfg.num_envs, env_cfg.vectorization, kwargs)
+    eval_env = make_vector_env(env_cfg.id, env_cfg.num_envs, mode, kwargs, wrapper=wrapper)
+    if wrapper is not None:
+        for env in (train_env, eval_env):
+            env.set_attr("index", list(range(env.num_envs)))
     # Sizes and the batched reward function come from a local instance: a sync env's own first env, else a
     # new one (async envs live in their workers). Loading a Fetch model takes ~0.2 s of start-up.
     local = train_env.envs[0] if isinstance(train_env, gym.vector.SyncVectorEnv) else make_env(env_cfg.id, **kwargs)
@@ -151,7 +144,6 @@ def build_runner(
     agent = checked(
         "agent", instantiate(cfg.agent), info.obs_dim, info.goal_dim, info.action_dim, info.action_max, device=device
     )
-    # The precision is chosen before the buffer and runner are built: by_precision may set their options.
     choose_run_precision(cfg, agent, checked("buffer", validation.positive_int, "batch_size", cfg.buffer.batch_size),
                          distributed)  # fmt: skip
     buffer = checked(

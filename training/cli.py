@@ -153,7 +153,7 @@ def run(cfg: DictConfig) -> float:
                 cfg = resume_config(cfg.resume, overrides)
             else:
                 save_hydra_files(run_dir, task_cfg, resume=False)
-            # Once built, a new run's config.yaml is written again: the precision chosen, with what by_precision set.
+            # Once built, a new run's config.yaml is written again, with the precision chosen (precision_probe).
             on_start = lambda: save_hydra_files(run_dir, task_cfg, resume=resume)  # noqa: E731
             metrics = train(cfg, run_dir, overrides, on_start)
     except (ConfigError, CheckpointError, EpisodeTerminated, RunDirError) as err:

@@ -1,9 +1,11 @@
-"""Whole episodes from a vector env: ``collect_episodes`` runs them with a policy and returns a ``Rollout``."""
+"""Whole episodes from a vector env: ``collect_episodes`` runs them with a policy and returns a ``Rollout``;
+``EpisodeWorker`` runs them inside an env's worker process, so that the learner can update meanwhile."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -85,8 +87,105 @@ def collect_episodes(
             actions[:, t] = policy(o[:, t], g[:, t])
             step(actions[:, t], (o[:, t + 1], ag[:, t + 1], g[:, t + 1]), ret, success)
         parts.append(Rollout({"obs": o, "ag": ag, "g": g[:, :horizon], "action": actions}, success, ret))
+    return concatenate_rollouts(parts)
+
+
+def concatenate_rollouts(parts: Sequence[Rollout]) -> Rollout:
+    """One ``Rollout`` of the episodes of ``parts``, in order."""
     return Rollout(
         {k: np.concatenate([p.episodes[k] for p in parts]) for k in parts[0].episodes},
         np.concatenate([p.success for p in parts]),
         np.concatenate([p.ret for p in parts]),
     )
+
+
+class ActingPolicy(Protocol):
+    """``policy(obs [n, o], goal [n, g], explore, rng) -> actions [n, a]`` float32 in env units; exploring draws
+    its randomness from ``rng`` (``agents.acting.HostPolicy``, ``UniformPolicy``)."""
+
+    def __call__(
+        self, obs: np.ndarray, goal: np.ndarray, explore: bool, rng: np.random.Generator | None = None
+    ) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class UniformPolicy:
+    """Uniform random actions in ``[low, high]`` (``[a]`` each: the action space's bounds), from ``rng``."""
+
+    low: np.ndarray
+    high: np.ndarray
+
+    def __call__(
+        self, obs: np.ndarray, goal: np.ndarray, explore: bool, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
+        if rng is None:
+            raise ValueError("uniform random actions need an rng (numpy.random.Generator)")
+        return rng.uniform(self.low, self.high, (len(obs), len(self.low))).astype(np.float32)
+
+
+class EpisodeWorker(gym.Wrapper):
+    """An env that runs whole episodes where it lives. Wrapped around the envs of an ``AsyncVectorEnv``, its
+    ``collect`` (reached through ``call_async("collect", ...)``) acts with a pickled policy snapshot and steps the
+    env in the worker process: the episodes of a cycle cost the process that started them nothing until it
+    collects the result with ``call_wait()``.
+
+    ``index`` is the env's place in its vector env (``set_attr("index", range(n))``): with several workers,
+    worker ``i`` reads ``rng_seeds[i]`` and seeds its first reset with ``seed + i``, as ``collect_episodes`` seeds
+    env ``i`` of a vector env.
+    """
+
+    episode_worker = True  # what a runner checks for (``get_attr``) before it hands episodes to workers
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.index = 0
+        self._one_env: gym.vector.SyncVectorEnv | None = None
+
+    def collect(
+        self,
+        policy: ActingPolicy,
+        explore: bool,
+        rng_seeds: Sequence[int] | None,
+        n_episodes: int,
+        horizon: int,
+        seed: int | None = None,
+    ) -> Rollout:
+        """``collect_episodes`` of ``n_episodes`` here, ``policy(obs, goal, explore, rng)`` acting, with ``rng`` a
+        new generator from ``rng_seeds[index]`` (``None``: no rng, for a policy that draws nothing)."""
+        if self._one_env is None:  # the inner env as a vector env of one, for ``collect_episodes``
+            inner = self.env
+            self._one_env = gym.vector.SyncVectorEnv([lambda: inner], copy=False)
+        rng = None if rng_seeds is None else np.random.default_rng(rng_seeds[self.index])
+
+        def act(obs: np.ndarray, goal: np.ndarray) -> np.ndarray:
+            return policy(obs, goal, explore, rng)
+
+        return collect_episodes(self._one_env, act, n_episodes, horizon, None if seed is None else seed + self.index)
+
+
+def has_episode_workers(env: gym.vector.VectorEnv) -> bool:
+    """Whether ``env`` is an async vector env whose envs are ``EpisodeWorker`` (``start_in_workers`` can use it)."""
+    if not isinstance(env, gym.vector.AsyncVectorEnv):
+        return False
+    try:
+        return all(env.get_attr("episode_worker"))
+    except AttributeError:
+        return False
+
+
+def start_in_workers(
+    env: gym.vector.VectorEnv,
+    policy: ActingPolicy,
+    explore: bool,
+    rng_seeds: Sequence[int] | None,
+    n_episodes: int,
+    horizon: int,
+    seed: int | None = None,
+) -> Callable[[], Rollout]:
+    """Start ``n_episodes`` (a multiple of ``env.num_envs``) on the ``EpisodeWorker`` envs of the async vector
+    env ``env``, ``n_episodes / num_envs`` in each; returns the function that waits for them: worker 0's
+    episodes first."""
+    per_env = n_episodes // env.num_envs
+    args: tuple[Any, ...] = (policy, explore, None if rng_seeds is None else list(rng_seeds), per_env, horizon, seed)
+    env.call_async("collect", *args)
+    return lambda: concatenate_rollouts(env.call_wait())

@@ -15,7 +15,14 @@ from tqdm import tqdm
 from her import validation
 from her.buffer import HerReplayBuffer
 from her.relabel import Transitions
-from training.collect import Rollout, collect_episodes
+from training.collect import (
+    ActingPolicy,
+    Rollout,
+    UniformPolicy,
+    collect_episodes,
+    has_episode_workers,
+    start_in_workers,
+)
 from training.distributed import Distributed
 from training.divergence import DivergenceError, check_parameters, first_non_finite_update
 from training.metrics import MetricsLogger
@@ -28,9 +35,7 @@ class Agent(Protocol):
 
     gamma: float  # the discount; the buffer's batches must be discounted with the same one
 
-    def acting_policy(
-        self,
-    ) -> Callable[[np.ndarray, np.ndarray, bool, np.random.Generator | None], np.ndarray]: ...
+    def acting_policy(self) -> ActingPolicy: ...
     def update_normalizers(self, obs: np.ndarray, goal: np.ndarray) -> None: ...
     def update(self, batch: Transitions) -> dict[str, float]: ...
     def update_targets(self) -> None: ...
@@ -74,6 +79,10 @@ class Runner:
         eval_every: env steps (of all ranks) between evaluations; an epoch evaluates when it reaches or passes a
             multiple of it, and the last epoch always does. ``None``: every epoch. The records of epochs without
             an evaluation hold ``None`` for ``eval_success_rate`` and ``eval_mean_return``.
+        overlap: run the episodes in the envs' worker processes (both envs: async vector envs of
+            ``EpisodeWorker`` envs): a cycle's episodes are collected while its updates run, on batches drawn
+            from the episodes of the cycles before (``train_cycle``). With one env worker, one core steps the env
+            and acts while another updates.
         seed: seeds the envs and the runner's generator (exploration noise, sampling).
         device: where sampled batches are sent (the agent's device).
         logger: where per-epoch metrics go (``None``: nowhere).
@@ -106,6 +115,7 @@ class Runner:
         random_steps: int = 0,
         eval_episodes: int = 10,
         eval_every: int | None = None,
+        overlap: bool = False,
         seed: int = 0,
         device: str | torch.device = "cpu",
         logger: MetricsLogger | None = None,
@@ -137,6 +147,13 @@ class Runner:
             )
         if self.eval_episodes % eval_env.num_envs:
             raise validation.OptionError("eval_episodes", eval_episodes, f"a multiple of num_envs={eval_env.num_envs}")
+        self.overlap = validation.boolean("overlap", overlap)
+        if self.overlap:
+            for name, env in (("train", train_env), ("eval", eval_env)):
+                if not has_episode_workers(env):
+                    raise validation.OptionError(
+                        "overlap", overlap, f"a {name} env of worker processes (an async vector env of EpisodeWorker)"
+                    )
         self.seed = seed
         self.to_device = BatchToDevice(device)
         self.rng = np.random.default_rng(seed)
@@ -155,56 +172,92 @@ class Runner:
         self._wall_s_before = 0.0  # training wall time of earlier sessions of this run (resume)
         self._start: float | None = None
 
+    def collecting_policy(self) -> ActingPolicy:
+        """What the next training episodes act with: uniform random actions until ``random_steps`` env steps are
+        collected, then a snapshot of the agent's policy (exploring)."""
+        if self.env_steps < self.random_steps:
+            space = self.train_env.single_action_space
+            return UniformPolicy(space.low.astype(np.float64), space.high.astype(np.float64))
+        return self.agent.acting_policy()
+
+    def start_episodes(
+        self, env: gym.vector.VectorEnv, policy: ActingPolicy, explore: bool, n_episodes: int, seed: int | None
+    ) -> Callable[[], Rollout]:
+        """Start ``n_episodes`` on ``env`` with ``policy``; returns the function that gives their ``Rollout``.
+
+        With ``overlap`` the env's workers run them (``EpisodeWorker``), each exploring with a generator seeded
+        by a draw from the runner's: they run while this process goes on. Otherwise they run here, exploring with
+        the runner's generator itself, when the result is asked for."""
+        if self.overlap:
+            seeds = self.rng.integers(2**63, size=env.num_envs).tolist() if explore else None
+            return start_in_workers(env, policy, explore, seeds, n_episodes, self.horizon, seed)
+
+        def act(obs: np.ndarray, goal: np.ndarray) -> np.ndarray:
+            return policy(obs, goal, explore, self.rng)
+
+        return lambda: collect_episodes(env, act, n_episodes, self.horizon, seed)
+
+    def start_collect(self) -> Callable[[], Rollout]:
+        """Start this cycle's ``episodes_per_cycle`` exploring episodes; the function it returns waits for them,
+        stores them and updates the normalizers."""
+        first = self.env_steps == 0
+        episodes = self.start_episodes(
+            self.train_env, self.collecting_policy(), True, self.episodes_per_cycle, self.seed if first else None
+        )
+
+        def finish() -> Rollout:
+            rollout = episodes()
+            self.env_steps += self.episodes_per_cycle * self.horizon
+            self.buffer.store(rollout.episodes)
+            # Normalizer statistics come from relabeled samples of the new episodes, as the learner sees them.
+            fresh = self.buffer.sample_episodes(rollout.episodes, self.episodes_per_cycle * self.horizon, self.rng)
+            self.agent.update_normalizers(fresh.obs, fresh.goal)
+            return rollout
+
+        return finish
+
     def collect(self) -> Rollout:
         """Collect ``episodes_per_cycle`` exploring episodes, store them, update the normalizers."""
-        first = self.env_steps == 0
-        rollout = collect_episodes(
-            self.train_env,
-            self.random_policy() if self.env_steps < self.random_steps else self.exploring_policy(),
-            self.episodes_per_cycle,
-            self.horizon,
-            self.seed if first else None,
-        )
-        self.env_steps += self.episodes_per_cycle * self.horizon
-        self.buffer.store(rollout.episodes)
-        # Normalizer statistics come from relabeled samples of the new episodes, as the learner sees them.
-        fresh = self.buffer.sample_episodes(rollout.episodes, self.episodes_per_cycle * self.horizon, self.rng)
-        self.agent.update_normalizers(fresh.obs, fresh.goal)
-        return rollout
+        return self.start_collect()()
 
-    def exploring_policy(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-        """``(obs [n, o], goal [n, g]) -> [n, a]``: the agent's exploring actions, noise from the runner's rng."""
-        policy = self.agent.acting_policy()
-        return lambda obs, goal: policy(obs, goal, True, self.rng)
+    def draw_batches(self, n_updates: int) -> Transitions:
+        """``n_updates`` batches from the buffer as it is now, drawn in one call (``sample_batches``) and moved to
+        the device in one transfer: ``[n_updates * batch_size, ...]`` each."""
+        return self.to_device(self.buffer.sample_batches(n_updates, self.rng))
 
-    def random_policy(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-        """``(obs [n, o], goal [n, g]) -> [n, a]``: uniform random actions in the action space's bounds."""
-        space = self.train_env.single_action_space
-        low, high = space.low.astype(np.float64), space.high.astype(np.float64)
-        return lambda obs, goal: self.rng.uniform(low, high, (len(obs), len(low))).astype(np.float32)
-
-    def learn(self, n_updates: int) -> list[dict[str, float]]:
-        """``n_updates`` gradient updates on sampled batches, with target updates every ``target_update_every``
-        updates (``None``: one after the last).
-
-        The buffer does not change between these updates, so their batches are drawn and moved to the device
-        together (``HerReplayBuffer.sample_batches``).
-        """
+    def learn_on(self, batches: Transitions | None, n_updates: int) -> list[dict[str, float]]:
+        """``n_updates`` gradient updates on the consecutive batches of ``batches``, with target updates every
+        ``target_update_every`` updates (``None``: one after the last)."""
         size = self.buffer.batch_size
         stats: list[dict[str, float]] = []
-        if n_updates > 0:
-            batches = self.to_device(self.buffer.sample_batches(n_updates, self.rng))
-            for i in range(n_updates):
-                stats.append(self.agent.update(Transitions(*(x[i * size : (i + 1) * size] for x in batches))))
-                if self.target_update_every is not None and (self.updates + i + 1) % self.target_update_every == 0:
-                    self.agent.update_targets()
+        for i in range(n_updates):
+            stats.append(self.agent.update(Transitions(*(x[i * size : (i + 1) * size] for x in batches))))
+            if self.target_update_every is not None and (self.updates + i + 1) % self.target_update_every == 0:
+                self.agent.update_targets()
         if self.target_update_every is None:
             self.agent.update_targets()
         return stats
 
+    def learn(self, n_updates: int) -> list[dict[str, float]]:
+        """``n_updates`` gradient updates on batches drawn now (``draw_batches``), with their target updates."""
+        return self.learn_on(self.draw_batches(n_updates) if n_updates > 0 else None, n_updates)
+
     def train_cycle(self) -> tuple[Rollout, list[dict[str, float]], float, float]:
-        """Collect then learn; returns the rollout, update stats and the two phases' seconds."""
+        """Collect then learn; returns the rollout, update stats and the two phases' seconds.
+
+        With ``overlap`` (once the buffer holds episodes), the cycle's batches are drawn first, from the episodes
+        of the cycles before; the env workers collect this cycle's episodes while the updates run; then the
+        episodes are stored. The collection seconds are then those spent waiting for the workers after the
+        updates."""
         t0 = time.perf_counter()
+        if self.overlap and self.buffer.n_transitions > 0:
+            n = self.updates_per_cycle
+            batches = self.draw_batches(n) if n > 0 else None
+            finish = self.start_collect()
+            stats = self.learn_on(batches, n)
+            t1 = time.perf_counter()
+            rollout = finish()
+            return rollout, stats, time.perf_counter() - t1, t1 - t0
         rollout = self.collect()
         t1 = time.perf_counter()
         stats = self.learn(self.updates_per_cycle)
@@ -212,14 +265,8 @@ class Runner:
 
     def evaluate(self) -> Rollout:
         """Deterministic episodes on the eval env."""
-        policy = self.agent.acting_policy()
-        return collect_episodes(
-            self.eval_env,
-            lambda obs, goal: policy(obs, goal, False),
-            self.eval_episodes,
-            self.horizon,
-            self.seed + 100_000 if self.evaluations == 0 else None,
-        )
+        seed = self.seed + 100_000 if self.evaluations == 0 else None
+        return self.start_episodes(self.eval_env, self.agent.acting_policy(), False, self.eval_episodes, seed)()
 
     def wall_s(self) -> float:
         """Training wall time of this run so far, over all sessions."""
