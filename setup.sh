@@ -11,5 +11,7 @@ pip=(.venv/bin/python -m pip install --disable-pip-version-check -q)
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   "${pip[@]}" "${TORCH_SPEC:-torch==2.13.0}" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 fi
-"${pip[@]}" -e ".[dev,sweeps]"
+# compat: the repo root on sys.path, where Hydra's plugin scan finds hydra_plugins/ (it cannot walk the default
+# editable finder's namespace paths)
+"${pip[@]}" -e ".[dev,sweeps,export]" --config-settings editable_mode=compat
 .venv/bin/python -c "import torch, mujoco, gymnasium_robotics; print('ready: torch', torch.__version__, '| mujoco', mujoco.__version__, '| cuda', torch.cuda.is_available())"

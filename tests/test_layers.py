@@ -15,9 +15,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("her",),  # the replay core: storage, relabeling, goals and rewards, validation, checkpoint files, buffer API
     ("envs", "agents"),  # environment creation; learning
     ("training",),  # the run machinery: runner, build, resume, checkpoints, metrics, distributed, report, benchmark
-    ("scripts",),  # entry points, each importing from the layers below and never from another script
+    ("scripts", "hydra_plugins"),  # entry points (scripts never import each other); the Hydra sweeper plugin
 )
-PACKAGES = ("her", "agents", "envs", "training", "scripts")
+PACKAGES = ("her", "agents", "envs", "training", "scripts", "hydra_plugins")
 
 
 def module_name(path: Path) -> str:

@@ -192,8 +192,23 @@ def option_files() -> list[OptionFile]:
             files.append(OptionFile(path, (f"env={option}",), f"env={option}", package(path, group)))
             continue
         no_tuning = ("~tuning",) if group in GROUPS else ()
-        files.append(OptionFile(path, (f"{group}={option}", *no_tuning), f"{group}={option}", package(path, group)))
+        overrides = (*parent_options(group), f"{group}={option}", *no_tuning)
+        files.append(OptionFile(path, overrides, f"{group}={option}", package(path, group)))
     return files
+
+
+def parent_options(group: str) -> tuple[str, ...]:
+    """The option that brings a nested group into the config (``hydra/sweeper=her_optuna`` for
+    ``hydra/sweeper/pruner``: its defaults list names ``pruner``), and that option's own parents; none for a
+    group of ``train.yaml``."""
+    parent, _, name = group.rpartition("/")
+    if not parent:
+        return ()
+    for path in sorted((CONFIGS / parent).glob("*.yaml")):
+        defaults = (yaml.safe_load(path.read_text()) or {}).get("defaults", [])
+        if any(isinstance(item, dict) and name in item for item in defaults):
+            return (*parent_options(parent), f"{parent}={path.stem}")
+    return ()
 
 
 ENTRIES = parse(DOC.read_text()) if DOC.is_file() else []

@@ -23,7 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from envs import EpisodeTerminated
-from training import checkpoint, rundir, sweep
+from training import checkpoint, optuna_trial, rundir, sweep
 from training.build import build_runner, run_info
 from training.checkpoint import Checkpointer, CheckpointError, DivergenceError, WriteError
 from training.distributed import CollectiveFailed, RanksOutOfSync, launched_by_torchrun
@@ -48,6 +48,7 @@ def train(
     run_dir: str | Path | None = None,
     overrides: Sequence[str] = (),
     on_start: Callable[[], None] | None = None,
+    pruning: optuna_trial.TrialPruning | None = None,
 ) -> dict[str, Any]:
     """Build everything from ``cfg``, train (continuing the run ``cfg.resume`` when set), save the policy,
     and return the last epoch's metrics plus ``stopped`` (true after Ctrl-C/SIGTERM).
@@ -55,15 +56,20 @@ def train(
     The run holds ``run_dir`` while it trains (``own_run_dir``): a dir another process writes, or a new run's dir
     that holds a run already, raises ``RunDirError``. ``overrides``: the command line's ``key=value`` overrides,
     shown with the key options in TensorBoard's HParams view. ``on_start``: called once every check has passed,
-    the checkpoint resumed from is loaded and training is about to begin."""
+    the checkpoint resumed from is loaded and training is about to begin. ``pruning``: an Optuna trial's hook,
+    which gets each evaluation and stops the run (as a Ctrl-C would) when the trial's pruner says so."""
     if run_dir is None:
         run_dir = HydraConfig.get().runtime.output_dir
     with own_run_dir(run_dir, cfg.resume):
-        return _train(cfg, run_dir, overrides, on_start)
+        return _train(cfg, run_dir, overrides, on_start, pruning)
 
 
 def _train(
-    cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str], on_start: Callable[[], None] | None
+    cfg: DictConfig,
+    run_dir: str | Path,
+    overrides: Sequence[str],
+    on_start: Callable[[], None] | None,
+    pruning: optuna_trial.TrialPruning | None = None,
 ) -> dict[str, Any]:
     resumable = None if cfg.resume is None else checkpoint.load_resumable(cfg.resume)
     resume_path = None if resumable is None else resumable.path
@@ -89,6 +95,9 @@ def _train(
             runner.epoch_end_hooks.append(checkpointer.on_epoch_end)
         stop = GracefulStop()
         runner.stop_requested = stop
+        if pruning is not None:
+            runner.epoch_end_hooks.append(pruning.on_epoch_end)  # after the checkpoint's hook
+            runner.stop_requested = lambda: stop() or pruning()
         start_or_resume(runner, checkpointer, resume_path, saved)
         if on_start is not None:
             on_start()
@@ -147,6 +156,8 @@ def run(cfg: DictConfig) -> float:
             raise ConfigError("torchrun runs one training on several ranks: start sweeps (-m) without torchrun")
         overrides = list(hydra.overrides.task)
         task_cfg, resume = cfg, cfg.resume is not None
+        sweeper = OmegaConf.to_container(hydra.sweeper, resolve=True) if multirun else {}
+        pruning = optuna_trial.job_pruning(sweeper, hydra.sweep.dir) if multirun else None
         with own_run_dir(run_dir, cfg.resume):
             if resume:
                 overrides = [o for o in overrides if not o.startswith("resume=")]
@@ -155,7 +166,7 @@ def run(cfg: DictConfig) -> float:
                 save_hydra_files(run_dir, task_cfg, resume=False)
             # Once built, a new run's config.yaml is written again, with the precision chosen (precision_probe).
             on_start = lambda: save_hydra_files(run_dir, task_cfg, resume=resume)  # noqa: E731
-            metrics = train(cfg, run_dir, overrides, on_start)
+            metrics = train(cfg, run_dir, overrides, on_start, pruning)
     except (ConfigError, CheckpointError, EpisodeTerminated, RunDirError) as err:
         return failed(err, 2, multirun)
     except (DivergenceError, WriteError, CollectiveFailed, RanksOutOfSync) as err:
@@ -164,6 +175,9 @@ def run(cfg: DictConfig) -> float:
     except KeyboardInterrupt:  # a second Ctrl-C while training (the first asks to stop after the cycle)
         interrupted(run_dir)
     if int(os.environ.get("RANK", "0")) != 0:  # rank 0 reports
+        return float(metrics.get("eval_success_rate", float("nan")))
+    if metrics["stopped"] and pruning is not None and pruning():
+        print(f"{pruning.describe()}; checkpoint saved in {run_dir}")
         return float(metrics.get("eval_success_rate", float("nan")))
     if metrics["stopped"]:
         print(f"stopped; checkpoint saved. Resume with: python scripts/train.py resume={shlex.quote(run_dir)}")
