@@ -42,6 +42,10 @@ class Actor(nn.Module):
         """``[B, in_dim] -> [B, action_dim]``."""
         return torch.tanh(self.net(x).float())
 
+    def deterministic(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, in_dim] -> [B, action_dim]``: the action without exploration, ``pi(s)`` itself."""
+        return self.forward(x)
+
 
 class GaussianActor(nn.Module):
     """Stochastic policy: a diagonal Gaussian over pre-tanh actions, ``mean, log_std = mlp([o, g])``.
@@ -57,6 +61,11 @@ class GaussianActor(nn.Module):
         """``[B, in_dim] -> mean [B, action_dim], log_std [B, action_dim]`` (log std clamped)."""
         mean, log_std = self.net(x).float().chunk(2, dim=-1)
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+
+    def deterministic(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, in_dim] -> [B, action_dim]``: the action without exploration, the squashed mean ``tanh(mean)``."""
+        mean, _ = self.forward(x)
+        return torch.tanh(mean)
 
 
 def squashed_gaussian(

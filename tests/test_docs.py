@@ -140,6 +140,13 @@ def test_doc_command_composes(script, words):
             compose_train(overrides, multirun)
     elif script == "benchmark":
         compose_train(overrides)
+    elif script == "export":
+        from export import OPTIONS  # scripts/export.py
+
+        from agents.export import FORMATS
+
+        assert all(o.split("=")[0] in OPTIONS for o in overrides), overrides
+        assert all(o.split("=", 1)[1] in FORMATS for o in overrides if o.startswith("format=")), overrides
     elif script == "evaluate":
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
             cfg = compose(config_name="evaluate", overrides=concrete(overrides))
