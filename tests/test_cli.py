@@ -51,17 +51,18 @@ def test_smoke_run_writes_metrics_tensorboard_config_and_policy(tmp_path):
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
     for tag in (
-        "eval/success_rate",
-        "eval/mean_return",
-        "train/success_rate",
-        "losses/actor",
-        "losses/critic",
-        "charts/q_mean",
-        "charts/env_steps_per_s",
+        "success/eval",
+        "success/train",
+        "values/eval_mean_return",
+        "train/actor_loss",
+        "train/critic_loss",
+        "values/q_mean",
+        "wall/env_steps_per_s",
     ):
         assert tag in tags, tag
-    assert [e.step for e in acc.Scalars("eval/success_rate")] == [200, 400]  # x-axis: env steps
-    assert [e.value for e in acc.Scalars("eval/mean_return")] == pytest.approx([r["eval_mean_return"] for r in records])
+    assert [e.step for e in acc.Scalars("success/eval")] == [200, 400]  # x-axis: env steps
+    returns = [r["eval_mean_return"] for r in records]
+    assert [e.value for e in acc.Scalars("values/eval_mean_return")] == pytest.approx(returns)
 
 
 def test_multirun_makes_one_run_per_seed(tmp_path):

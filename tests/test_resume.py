@@ -82,7 +82,7 @@ def test_stopped_and_resumed_run_matches_an_uninterrupted_one(tmp_path, monkeypa
 
     acc = EventAccumulator(str(run_dir / "tb"))
     acc.Reload()
-    assert [e.step for e in acc.Scalars("eval/success_rate")] == [150, 300, 450, 600]
+    assert [e.step for e in acc.Scalars("success/eval")] == [150, 300, 450, 600]
 
 
 def test_a_resumed_run_with_eval_every_evaluates_as_an_uninterrupted_one(tmp_path, monkeypatch):
@@ -254,7 +254,7 @@ def test_sigkill_at_chosen_moments_loses_nothing(tmp_path):
 
     acc = EventAccumulator(str(run_dir / "tb"))
     acc.Reload()
-    assert [e.step for e in acc.Scalars("eval/success_rate")] == [150 * (e + 1) for e in range(epochs)]
+    assert [e.step for e in acc.Scalars("success/eval")] == [150 * (e + 1) for e in range(epochs)]
 
 
 # --- best.pt and resume ---------------------------------------------------------------------------

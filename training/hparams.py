@@ -8,7 +8,9 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-# Options every run shows in TensorBoard's HParams view, besides the overrides its command line gave.
+# Options every run shows in TensorBoard's HParams view, besides the overrides its command line gave: the recipe.
+# TensorBoard sorts the columns: the hparams whose values differ between the runs shown first (a sweep's overrides),
+# then by name.
 KEY_HPARAMS = (
     "env.id",
     "agent._target_",
@@ -26,11 +28,12 @@ KEY_HPARAMS = (
     "runner.episodes_per_cycle",
     "runner.updates_per_cycle",
     "env.num_envs",
-    "device",
-    "precision_probe.chosen",
-    "precision_probe.fp32_updates_per_s",
-    "precision_probe.bf16_updates_per_s",
+    "precision_probe.chosen",  # the precision the networks trained in (its probe's rates are machine facts)
 )
+
+MACHINE_OPTIONS = ("device", "torch_threads", "progress", "logger", "checkpoint", "precision_probe", "resume")
+"""Options (and groups) that say where and how a run ran, not what it learned: they stay out of the HParams view
+even when the command line gives them (the config text of each run has them)."""
 
 _ABSENT = object()
 
@@ -49,13 +52,13 @@ def hparam_value(value: Any) -> bool | int | float | str:
 
 def hparams(cfg: DictConfig, overrides: Sequence[str] = (), world_size: int = 1) -> dict[str, bool | int | float | str]:
     """What a run shows in TensorBoard's HParams view: ``KEY_HPARAMS``, ``world_size`` and each command-line
-    override (``key=value``; Hydra's own ``hydra...`` ones aside) with its resolved value. A config group's
-    override (``env=PointReach``, ``experiment=fetch_push``) shows the option chosen."""
+    override (``key=value``; Hydra's own ``hydra...`` ones and ``MACHINE_OPTIONS`` aside) with its resolved value.
+    A config group's override (``env=PointReach``, ``experiment=fetch_push``) shows the option chosen."""
     values = {key: hparam_value(OmegaConf.select(cfg, key)) for key in KEY_HPARAMS}
     values["world_size"] = world_size
     for override in overrides:
         key, _, literal = override.lstrip("+").partition("=")
-        if key.startswith(("~", "hydra")) or "/" in key:
+        if key.startswith(("~", "hydra")) or "/" in key or key.split(".")[0] in MACHINE_OPTIONS:
             continue
         value = OmegaConf.select(cfg, key, default=_ABSENT)
         group_choice = value is _ABSENT or (isinstance(value, DictConfig) and not literal.startswith("{"))

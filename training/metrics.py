@@ -13,19 +13,21 @@ from her.checkpoint_file import append_atomic, write_atomic
 
 HParamValue = bool | int | float | str
 
-# metrics.jsonl key -> TensorBoard tag
+# metrics.jsonl key -> TensorBoard tag. TensorBoard lists the sections (the part before the "/") in alphabetical
+# order: the success rates first, then what the updates learn, the value estimates against the return, and last
+# the rates per second of wall-clock time.
 TB_TAGS = {
-    "eval_success_rate": "eval/success_rate",
-    "eval_mean_return": "eval/mean_return",
-    "train_success_rate": "train/success_rate",
-    "actor_loss": "losses/actor",
-    "critic_loss": "losses/critic",
-    "q_mean": "charts/q_mean",
-    "alpha": "charts/alpha",  # SAC's entropy coefficient
-    "entropy": "charts/entropy",  # SAC's policy entropy estimate, -mean(log pi)
-    "env_steps_per_s": "charts/env_steps_per_s",
-    "updates_per_s": "charts/updates_per_s",
-    "buffer_transitions": "charts/buffer_transitions",
+    "eval_success_rate": "success/eval",
+    "train_success_rate": "success/train",
+    "actor_loss": "train/actor_loss",
+    "critic_loss": "train/critic_loss",
+    "alpha": "train/alpha",  # SAC's entropy coefficient
+    "entropy": "train/entropy",  # SAC's policy entropy estimate, -mean(log pi)
+    "buffer_transitions": "train/buffer_transitions",
+    "eval_mean_return": "values/eval_mean_return",
+    "q_mean": "values/q_mean",
+    "env_steps_per_s": "wall/env_steps_per_s",
+    "updates_per_s": "wall/updates_per_s",
 }
 
 
@@ -47,8 +49,11 @@ def read_log(path: str | Path) -> tuple[list[dict[str, Any]], str | None]:
     return records, torn
 
 
-def hparams_summary(hparams: Mapping[str, HParamValue], start_time_s: float | None = None) -> Any:
-    """The HParams plugin's session-start summary of one run (a ``Summary`` protobuf): its ``hparams``.
+def hparams_summary(
+    hparams: Mapping[str, HParamValue], run_name: str | None = None, start_time_s: float | None = None
+) -> Any:
+    """The HParams plugin's session-start summary of one run (a ``Summary`` protobuf): its ``hparams``, and its
+    ``run_name`` as the name of its row (TensorBoard's "trial ID"; ``None``: a hash of the hparams).
 
     No experiment summary is written: TensorBoard then builds the HParams table from the session starts of
     all runs under its logdir (the union of their hparams) and takes each run's metrics from the last value
@@ -56,7 +61,7 @@ def hparams_summary(hparams: Mapping[str, HParamValue], start_time_s: float | No
     """
     from tensorboard.plugins.hparams import summary_v2  # imported here: slow, and optional
 
-    return summary_v2.hparams_pb(dict(hparams), start_time_secs=start_time_s)
+    return summary_v2.hparams_pb(dict(hparams), trial_id=run_name, start_time_secs=start_time_s)
 
 
 def session_end_summary(end_time_s: float | None = None) -> Any:
@@ -72,6 +77,13 @@ def session_end_summary(end_time_s: float | None = None) -> Any:
         tag=metadata.SESSION_END_INFO_TAG, metadata=metadata.create_summary_metadata(content)
     )
     return summary_pb2.Summary(value=[value])
+
+
+def row_name(run_dir: Path) -> str:
+    """A run's name in TensorBoard's HParams table: its dir, then the dir above, which tells runs of the same name
+    under one logdir apart (``0_PointReach_seed0 (2025-01-01_12-00-00)`` for a sweep's job,
+    ``2025-01-01_12-00-00_seed0 (PointReach)`` for a run). The table shows the first characters of a long name."""
+    return f"{run_dir.name} ({run_dir.resolve().parent.name})"
 
 
 class MetricsLogger:
@@ -111,7 +123,7 @@ class MetricsLogger:
             if resume_step is None:
                 # At step 0, which a resumed run's purge (from resume_step + 1 on) never removes.
                 if hparams is not None:
-                    self.writer.file_writer.add_summary(hparams_summary(hparams))
+                    self.writer.file_writer.add_summary(hparams_summary(hparams, row_name(self.run_dir)))
                 if config_text is not None:
                     self.writer.add_text("config", f"```yaml\n{config_text.rstrip()}\n```", 0)
                 self.writer.flush()
