@@ -13,9 +13,12 @@ import inspect
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from her import validation
+
+if TYPE_CHECKING:
+    import optuna
 
 TRIAL_ENV = "HER_FETCH_OPTUNA_TRIAL"
 """The environment variable that holds a job's trial number (set through ``hydra.job.env_set``)."""
@@ -83,7 +86,7 @@ class TrialPruning:
     returns whether the trial was pruned (the runner polls it as a stop request). The last epoch reports and is
     never pruned: the trial then completes with that value."""
 
-    def __init__(self, trial: Any, metric: str = "eval_success_rate") -> None:
+    def __init__(self, trial: optuna.trial.Trial, metric: str = "eval_success_rate") -> None:
         self.trial = trial
         self.metric = metric
         self.pruned_at: int | None = None
@@ -106,7 +109,9 @@ class TrialPruning:
         return f"pruned: Optuna trial {self.trial.number} stopped after its evaluation at {self.pruned_at} env steps"
 
 
-def job_trial(sweeper: Mapping[str, Any], sweep_dir: str | Path, environ: Mapping[str, str] = os.environ) -> Any:
+def job_trial(
+    sweeper: Mapping[str, Any], sweep_dir: str | Path, environ: Mapping[str, str] = os.environ
+) -> optuna.trial.Trial | None:
     """The Optuna trial this job runs (``None`` outside an Optuna sweep): ``sweeper`` is the sweep's
     ``hydra.sweeper`` options as a plain dict, the trial number comes from ``environ[TRIAL_ENV]``."""
     number = environ.get(TRIAL_ENV)
