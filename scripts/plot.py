@@ -2,8 +2,8 @@
 
 Each argument is a run dir, a directory holding run dirs (searched for ``metrics.jsonl``), or a glob of
 them. Runs are grouped by env (from each run's ``.hydra/config.yaml``); each env gets one panel: the
-metric (default ``eval_success_rate``) against env steps, thin lines per run (seed), a bold line for the
-mean over runs and a band for their min-max spread at the env steps all runs have reached.
+metric (default ``eval_success_rate``) against env steps, thin lines per run (seed) and, at the env steps all
+runs have reached, a bold line for their IQM with its 95% bootstrap band from 3 runs on (else their mean).
 ``--smooth N`` first replaces each run's value at every evaluation by the mean of its last N evaluations
 (long runs with few eval episodes per epoch are noisy).
 """

@@ -212,13 +212,23 @@ def test_plot_draws_one_panel_per_env_from_globs(tmp_path, capsys):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_plot_spread_uses_the_steps_all_runs_reached(tmp_path):
-    from training.curves import load_curve, spread
+def test_plot_groups_runs_at_the_steps_all_of_them_reached(tmp_path):
+    from training.curves import center, common, load_curve
 
     fake_run(tmp_path / "a", "A-v0", 0, [0.0, 0.5, 1.0])
     fake_run(tmp_path / "b", "A-v0", 1, [0.2, 0.7])
-    steps, mean, low, high = spread([load_curve(tmp_path / d, "eval_success_rate") for d in "ab"])
-    np.testing.assert_allclose(np.stack([steps, mean, low, high]), [[100, 200], [0.1, 0.6], [0.0, 0.5], [0.2, 0.7]])
+    fake_run(tmp_path / "c", "A-v0", 2, [0.4, 0.9, 1.0])
+    curves = [load_curve(tmp_path / d, "eval_success_rate") for d in "abc"]
+    steps, values = common(curves[:2])
+    np.testing.assert_allclose(steps, [100, 200])
+    np.testing.assert_allclose(values, [[0.0, 0.5], [0.2, 0.7]])
+    steps, middle, low, high, what = center(curves[:2])  # two runs: their mean, no band
+    np.testing.assert_allclose(middle, [0.1, 0.6])
+    assert (low, high, what) == (None, None, "mean of 2 runs")
+    steps, middle, low, high, what = center(curves)  # three: the IQM (of 3, the mean) and a 95% bootstrap band
+    np.testing.assert_allclose(middle, [0.2, 0.7])
+    assert what == "IQM of 3 runs, 95% CI" and low is not None and high is not None
+    assert np.all(low <= middle) and np.all(middle <= high) and np.all(low >= 0.0) and np.all(high <= 0.9)
 
 
 def test_plot_draws_each_group_in_its_own_colour_with_its_own_mean(tmp_path, monkeypatch):
@@ -235,11 +245,13 @@ def test_plot_draws_each_group_in_its_own_colour_with_its_own_mean(tmp_path, mon
     monkeypatch.setattr(curves.plt, "close", figures.append)
     assert curves.plot(grouped, "eval_success_rate", tmp_path / "p.png") == {"A-v0": 3}
     [ax] = figures[0].axes
-    means = {line.get_label(): line for line in ax.get_lines() if line.get_label().startswith("mean")}
-    assert sorted(means) == ["mean of 1, k=2", "mean of 2, k=1"]
-    np.testing.assert_allclose(means["mean of 2, k=1"].get_ydata(), [0.1, 0.6, 0.95])
-    np.testing.assert_allclose(means["mean of 1, k=2"].get_ydata(), [1.0, 1.0, 1.0])
-    assert means["mean of 2, k=1"].get_color() != means["mean of 1, k=2"].get_color()
+    means = {line.get_label(): line for line in ax.get_lines() if line.get_label().startswith("k=")}
+    assert sorted(means) == ["k=1 (mean of 2 runs)", "k=2 (seed 0)"]
+    np.testing.assert_allclose(means["k=1 (mean of 2 runs)"].get_ydata(), [0.1, 0.6, 0.95])
+    np.testing.assert_allclose(means["k=2 (seed 0)"].get_ydata(), [1.0, 1.0, 1.0])
+    assert means["k=1 (mean of 2 runs)"].get_color() != means["k=2 (seed 0)"].get_color()
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]  # few short entries: inside the panel
+    assert legend == ["k=1 (mean of 2 runs)", "k=2 (seed 0)", "each run"]
 
 
 def test_plot_smoothing_is_a_trailing_mean(tmp_path, capsys):

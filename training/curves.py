@@ -1,8 +1,15 @@
-"""Learning curves of runs, drawn to a PNG: what ``scripts/plot.py`` and ``scripts/report.py`` draw."""
+"""Learning curves of runs, drawn to a PNG: what ``scripts/plot.py`` and ``scripts/report.py`` draw.
+
+One panel per env; each group of runs in its own colour: a thin line per run and, at the env steps all its runs
+have reached, their IQM with its 95% bootstrap band from ``MIN_SEEDS`` runs on (``training.statistics``), else
+their mean. The legend goes inside a panel where it is small, else below the panels; a legend that does not fit
+in the figure is refused (``PlotError``), so that no saved figure has one cut off or covering the curves.
+"""
 
 from __future__ import annotations
 
 import glob
+import textwrap
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -13,10 +20,14 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.artist import Artist  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from training.metrics import read_records  # noqa: E402
+from training.statistics import MIN_SEEDS, band  # noqa: E402
 
 
 class PlotError(Exception):
@@ -84,13 +95,12 @@ def step_label(x: float, _pos: int | None = None) -> str:
     return f"{x:g}"
 
 
-def spread(curves: Sequence[Curve]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``steps [k], mean [k], low [k], high [k]`` over ``curves`` at the ``k`` env steps all of them have."""
+def common(curves: Sequence[Curve]) -> tuple[np.ndarray, np.ndarray]:
+    """``steps [k], values [runs, k]``: ``curves`` at the ``k`` env steps all of them have."""
     steps = curves[0].steps
     for c in curves[1:]:
         steps = np.intersect1d(steps, c.steps)
-    values = np.stack([c.values[np.searchsorted(c.steps, steps)] for c in curves])  # [runs, k]
-    return steps, values.mean(axis=0), values.min(axis=0), values.max(axis=0)
+    return steps, np.stack([c.values[np.searchsorted(c.steps, steps)] for c in curves])
 
 
 def by_group(curves: Sequence[Curve]) -> dict[str, list[Curve]]:
@@ -101,28 +111,110 @@ def by_group(curves: Sequence[Curve]) -> dict[str, list[Curve]]:
     return groups
 
 
+
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+LEGEND_FONT = 8
+INSIDE = (3, 36)
+"""A legend of at most this many entries, none longer than this many characters, goes inside its panel where it
+covers the least (``loc="best"``); any other goes below the panels, across the figure."""
+WRAP = 60
+"""Legend labels longer than this many characters wrap onto more lines."""
+LINE_INCHES = 0.16
+"""The height of one legend line at ``LEGEND_FONT``, with its spacing: what a legend below the panels adds."""
+
+
+def center(members: Sequence[Curve]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, str]:
+    """``steps [k], center [k], low [k], high [k]`` of a group of runs at the env steps all of them have, and
+    what the center is: the IQM with its 95% bootstrap band from ``MIN_SEEDS`` runs on, else the mean
+    (no band), or the one run."""
+    steps, values = common(members)
+    n = len(members)
+    if n == 1:
+        return steps, values[0], None, None, "one run" if members[0].seed is None else f"seed {members[0].seed}"
+    statistic = "IQM" if n >= MIN_SEEDS else "mean"
+    middle, low, high = band(values, statistic)
+    return steps, middle, low, high, f"IQM of {n} runs, 95% CI" if low is not None else f"mean of {n} runs"
+
+
+Entry = tuple[Artist | tuple[Artist, ...], str]
+"""A legend entry: its handle (a line, or a band and its line drawn as one) and its label."""
+
+
+def draw_panel(ax: Axes, runs: Sequence[Curve], colors: dict[str, str]) -> list[Entry]:
+    """Each group of ``runs`` in its colour: a thin line per run, and its ``center`` in bold with its band;
+    returns the panel's legend entries."""
+    entries: list[Entry] = []
+    for group, members in by_group(runs).items():
+        color = colors[group]
+        if len(members) > 1:
+            for c in members:
+                ax.plot(c.steps, c.values, color=color, alpha=0.4, linewidth=0.7)
+        steps, middle, low, high, what = center(members)
+        marker = "o" if len(steps) <= 60 else None  # dots only where they can be told apart
+        label = textwrap.fill(f"{group} ({what})" if group else what, WRAP)
+        (line,) = ax.plot(steps, middle, color=color, linewidth=2.0, marker=marker, markersize=3, label=label)
+        handle: Artist | tuple[Artist, ...] = line
+        if low is not None and high is not None:
+            handle = (ax.fill_between(steps, low, high, color=color, alpha=0.22, linewidth=0), line)
+        entries.append((handle, label))
+    if any(len(members) > 1 for members in by_group(runs).values()):
+        (thin,) = ax.plot([], [], color="0.4", alpha=0.6, linewidth=0.7)
+        entries.append((thin, "each run"))
+    return entries
+
+
+def place_legends(fig: Figure, axes: Sequence[Axes], entries: Sequence[Sequence[Entry]]) -> None:
+    """Each panel's legend (``entries``, per panel) inside it where every panel's is small (``INSIDE``), else one
+    legend of all entries below the panels, the figure made taller by its height."""
+    unique: dict[str, Artist | tuple[Artist, ...]] = {}  # the first handle of each label, in order
+    for panel in entries:
+        for handle, label in panel:
+            unique.setdefault(label, handle)
+    if not unique:
+        return
+    most, longest = INSIDE
+    if all(len(panel) <= most for panel in entries) and all(len(line) <= longest for label in unique
+                                                            for line in label.splitlines()):  # fmt: skip
+        for ax, panel in zip(axes, entries):
+            if panel:
+                ax.legend(*zip(*panel), loc="best", fontsize=LEGEND_FONT)
+        return
+    width, height = fig.get_size_inches()
+    fig.set_size_inches(width, height + 0.25 + LINE_INCHES * sum(label.count("\n") + 1 for label in unique))
+    fig.legend(list(unique.values()), list(unique), loc="outside lower center", fontsize=LEGEND_FONT)
+
+
+def check_legends(fig: Figure, name: str) -> None:
+    """Raise ``PlotError`` naming the figure ``name`` if a legend does not lie inside the figure, or one across the
+    figure covers a panel (drawn first, so that the extents are those of the saved file)."""
+    fig.canvas.draw()
+    inside = fig.bbox.padded(1.0)  # a pixel of rounding
+    panels = [ax.get_window_extent() for ax in fig.axes if ax.get_visible()]
+    for legend in [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend() is not None)]:
+        box = legend.get_window_extent()
+        if not (inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1)):
+            raise PlotError(
+                f"{name}: the legend does not fit in the figure (it spans x {box.x0:.0f}..{box.x1:.0f}, "
+                f"y {box.y0:.0f}..{box.y1:.0f} px of {fig.bbox.width:.0f} x {fig.bbox.height:.0f}): shorten its labels"
+            )
+        if legend in fig.legends and any(box.overlaps(panel) for panel in panels):
+            raise PlotError(f"{name}: the legend below the panels covers a panel")
 
 
 def plot(curves: Sequence[Curve], metric: str, out: Path, ylabel: str | None = None) -> dict[str, int]:
-    """Draw one panel per env to ``out`` (PNG), each group of runs in its own colour with its mean and min-max
-    band; returns the number of runs per env."""
+    """Draw one panel per env to ``out`` (PNG), each group of runs in its own colour (``draw_panel``), with a
+    legend that fits (``place_legends``, checked by ``check_legends``); returns the number of runs per env."""
     by_env: dict[str, list[Curve]] = defaultdict(list)
     for c in curves:
         by_env[c.env_id].append(c)
+    colors = {group: COLORS[i % len(COLORS)] for i, group in enumerate(dict.fromkeys(c.group for c in curves))}
     cols = min(len(by_env), 3)
     rows = -(-len(by_env) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.0 * cols, 3.6 * rows), squeeze=False)
-    for ax, (env_id, runs) in zip(axes.flat, sorted(by_env.items())):
-        for i, (group, members) in enumerate(by_group(runs).items()):
-            color, name = COLORS[i % len(COLORS)], f", {group}" if group else ""
-            for c in members:
-                ax.plot(c.steps, c.values, color=color, alpha=0.45, linewidth=0.8)
-            steps, mean, low, high = spread(members)
-            ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0, label=f"min-max{name}")
-            marker = "o" if len(steps) <= 60 else None  # dots only where they can be told apart
-            ax.plot(steps, mean, color=color, linewidth=2.0, marker=marker, markersize=3,
-                    label=f"mean of {len(members)}{name}")  # fmt: skip
+    fig, axes = plt.subplots(rows, cols, figsize=(5.0 * cols, 3.6 * rows), squeeze=False, layout="constrained")
+    used = list(axes.flat)[: len(by_env)]
+    entries = []
+    for ax, (env_id, runs) in zip(used, sorted(by_env.items())):
+        entries.append(draw_panel(ax, runs, colors))
         ax.set_title(f"{env_id} ({len(runs)} run{'s' * (len(runs) > 1)})")
         ax.set_xlabel("env steps")
         ax.xaxis.set_major_formatter(FuncFormatter(step_label))
@@ -130,11 +222,13 @@ def plot(curves: Sequence[Curve], metric: str, out: Path, ylabel: str | None = N
         if metric.endswith("success_rate"):
             ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
     for ax in list(axes.flat)[len(by_env) :]:
         ax.set_visible(False)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    try:
+        place_legends(fig, used, entries)
+        check_legends(fig, out.name)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=120)
+    finally:
+        plt.close(fig)
     return {env_id: len(runs) for env_id, runs in sorted(by_env.items())}
