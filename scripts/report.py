@@ -4,7 +4,8 @@ data in docs/results/.
     python scripts/report.py            # rewrite the generated blocks of docs/results.md and README.md, and the curves
     python scripts/report.py --check    # exit 1 if either doc differs from what the data gives
 
-What the sections hold and how the tables are made: ``training.report``.
+What the sections hold and how the tables are made: ``training.report``; README.md's figures:
+``training.report_readme``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from training.report import DATA, DOC, README, ReportError, build, build_readme
+from training.report import DATA, DOC, README, ReportError, build
+from training.report_readme import build_readme
 
 
 def main(argv: Sequence[str] | None = None) -> int:

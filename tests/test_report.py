@@ -10,18 +10,38 @@ import numpy as np
 import pytest
 import report as report_script
 
-from training import report
+from training import report, report_readme, update_cost
+from training.run_results import load_run, trailing_mean
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+TOY = "PointReach-v0"  # 2-d observations, goals and actions; no MuJoCo
+TOY_CONFIG = "agent:\n  _target_: agents.DDPG\n  _partial_: true\n  hidden: [8]\nbuffer:\n  batch_size: 4\n"
+
+
+def linear(n_in: int, n_out: int) -> int:
+    """The FLOPs of one sample through ``Linear(n_in, n_out)``'s matrix product (or one of its two gradients)."""
+    return 2 * n_in * n_out
+
+
+# One DDPG update of TOY_CONFIG, by hand: inputs [o, g] of 4, actions of 2, one hidden layer of 8.
+# Actor (4 -> 8 -> 2): forward as the target on s' and as the actor on s, weight gradients, and input gradients
+# past its first layer (the normalized inputs carry none). Critic ([s, a] of 6 -> 8 -> 1): forward as the target
+# on s', on (s, a) and on (s, pi); the critic loss's weight gradients and input gradients past its first layer;
+# the actor loss's input gradients through every layer (pi carries a gradient), none of its weights (frozen).
+TOY_FLOPS_PER_SAMPLE = 3 * linear(4, 8) + 4 * linear(8, 2) + 5 * linear(6, 8) + 6 * linear(8, 1)
+TOY_FLOPS = 4 * TOY_FLOPS_PER_SAMPLE  # batch 4
+UPDATES_PER_EPOCH = 1_000_000  # 0.00358 TFLOP an epoch
 
 
 def write_run(data: Path, name: str, seed: int, success: list[float], steps_per_epoch: int = 1000) -> None:
     run = data / name
     run.mkdir(parents=True)
-    (run / "config.yaml").write_text(f"seed: {seed}\nenv:\n  id: Toy-v0\n")
+    (run / "config.yaml").write_text(f"seed: {seed}\nenv:\n  id: {TOY}\n{TOY_CONFIG}")
     lines = [
-        json.dumps({"epoch": i, "env_steps": (i + 1) * steps_per_epoch, "wall_s": 60.0 * (i + 1),
-                    "eval_success_rate": s})  # fmt: skip
+        json.dumps({"epoch": i, "env_steps": (i + 1) * steps_per_epoch, "updates": UPDATES_PER_EPOCH * (i + 1),
+                    "wall_s": 60.0 * (i + 1), "eval_success_rate": s})  # fmt: skip
         for i, s in enumerate(success)
     ]
     (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
@@ -35,7 +55,7 @@ def spec(data: Path, runs: list[str], curve: str | None = None) -> None:
 
 
 def test_trailing_mean_uses_fewer_values_at_the_start():
-    np.testing.assert_allclose(report.trailing_mean(np.array([0.0, 1.0, 1.0, 0.0]), 2), [0.0, 0.5, 1.0, 0.5])
+    np.testing.assert_allclose(trailing_mean(np.array([0.0, 1.0, 1.0, 0.0]), 2), [0.0, 0.5, 1.0, 0.5])
 
 
 def test_table_rows_are_window_means_at_milestones_and_the_first_crossing(tmp_path):
@@ -44,11 +64,51 @@ def test_table_rows_are_window_means_at_milestones_and_the_first_crossing(tmp_pa
     write_run(data, "b", 1, [0.0, 0.0, 0.0])  # ends at 3k: no value at 4k, never crosses 0.5
     spec(data, ["a", "b"])
     block, runs = report.section_block(report.load_sections(data / "report.yaml")[0], data)
-    rows = [line for line in block.splitlines() if line.startswith("| seed") or line.startswith("| mean")]
-    assert rows[0] == "| seed 0 | 0.10 | 0.80 | 1.00 at 5k | 4k | 4.0 min | 5.0 min |"
-    assert rows[1] == "| seed 1 | 0.00 | - | 0.00 at 3k | not yet | - | 3.0 min |"
-    assert rows[2] == "| mean of 2 | 0.05 | - | 0.50 |  |  |  |"
+    lines = block.splitlines()
+    assert lines[0] == "| run | 2k | 4k | end | env steps to 0.5 | TFLOP to 0.5 | wall to 0.5 | wall of the run |"
+    assert lines[2] == "| seed 0 | 0.10 | 0.80 | 1.00 at 5k | 4k | 0.0143 | 4.0 min | 5.0 min |"  # 4 epochs
+    assert lines[3] == "| seed 1 | 0.00 | - | 0.00 at 3k | not yet | - | - | 3.0 min |"
     assert "(results/a)" in block and [r.seed for r in runs] == [0, 1]
+    # Over the 2 seeds, without intervals; seed 1 counts at its end (3k, 3 epochs, 3 min): lower bounds.
+    statistics = lines[lines.index("| seeds | statistic | 2k | 4k | reached 0.5 | env steps to 0.5 | TFLOP to 0.5 | "
+                                   "wall to 0.5 |"):]  # fmt: skip
+    assert statistics[2:4] == ["| 2 seeds | mean | 0.05 | - | 1 of 2 | >= 3.5k | >= 0.0125 | >= 3.5 min |", ""]
+
+
+def test_statistics_of_four_seeds_are_the_iqm_and_the_mean_with_intervals(tmp_path):
+    data = tmp_path / "results"
+    for seed, success in enumerate([[0.0, 0.2], [0.0, 0.4], [0.0, 0.6], [1.0, 1.0]]):  # means at 2k: .1 .2 .3 1
+        write_run(data, f"s{seed}", seed, success)
+    spec(data, [f"s{seed}" for seed in range(4)])
+    block, _ = report.section_block(report.load_sections(data / "report.yaml")[0], data)
+    iqm, mean = [line for line in block.splitlines() if line.startswith("| 4 seeds |")]
+    assert iqm.startswith("| 4 seeds | IQM [95% CI] | 0.25 [") and mean.startswith("| 4 seeds | mean [95% CI] | 0.40 [")
+    # Only seed 3 reached 0.5 (at 1k); the others count at their end, 2k: the IQM of 1k, 2k, 2k, 2k is 2k.
+    assert " | - | 1 of 4 | >= 2k [1k, 2k] | " in iqm
+
+
+def test_tflop_of_a_run_is_its_updates_times_the_hand_counted_flops_of_one(tmp_path):
+    write_run(tmp_path, "a", 0, [0.0, 0.5, 1.0])
+    run = load_run(tmp_path / "a")
+    np.testing.assert_allclose(run.tflop, np.array([1, 2, 3]) * UPDATES_PER_EPOCH * TOY_FLOPS / 1e12, rtol=1e-12)
+    with open(tmp_path / "a" / "metrics.jsonl", "a") as f:  # 2 ranks: an update combines 2 batches
+        f.write(json.dumps({"env_steps": 4000, "updates": 40, "world_size": 2, "wall_s": 240.0,
+                            "eval_success_rate": 1.0}) + "\n")  # fmt: skip
+    assert load_run(tmp_path / "a").tflop[-1] == pytest.approx(80 * TOY_FLOPS / 1e12, rel=1e-12)
+    with open(tmp_path / "a" / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"env_steps": 5000, "wall_s": 300.0, "eval_success_rate": 1.0}) + "\n")
+    with pytest.raises(report.ReportError, match="an evaluated epoch without 'updates'"):
+        load_run(tmp_path / "a")
+
+
+def test_flops_per_update_match_the_documented_fetch_push_recipe():
+    """docs/performance.md: DDPG 3x256 on FetchPush costs 2.76 MFLOP per sample; configs of earlier versions
+    give the batch as agent.batch_size."""
+    config = {"agent": {"_target_": "agents.DDPG", "_partial_": True, "hidden": [256, 256, 256], "batch_size": 16},
+              "env": {"id": "FetchPush-v4"}}  # fmt: skip
+    assert update_cost.flops_per_update(config) == 16 * 2_757_632
+    with pytest.raises(update_cost.UpdateCostError, match="no agent._target_"):
+        update_cost.flops_per_update({"env": {"id": TOY}, "buffer": {"batch_size": 4}})
 
 
 def test_check_fails_until_the_doc_is_rewritten_and_draws_the_curve(tmp_path, capsys):
@@ -89,7 +149,7 @@ def test_results_md_matches_the_committed_data():
 
 @pytest.mark.skipif(not (report.DATA / "report.yaml").is_file(), reason="no committed run data")
 def test_readme_matches_the_committed_data():
-    built = report.build_readme(report.README, report.DOC, report.DATA)
+    built = report_readme.build_readme(report.README, report.DOC, report.DATA)
     assert built is not None, "docs/results/report.yaml lists no readme figures"
     current, regenerated = built
     assert current == regenerated, "README.md is out of date: run python scripts/report.py"
@@ -109,7 +169,7 @@ def test_readme_figures_come_from_a_section_and_link_to_it(tmp_path, capsys):
     write_run(data, "a", 0, [0.0, 0.2, 0.6, 1.0, 1.0])  # window-2 means: 0, .1, .4, .8, 1; walls 1-5 min
     write_run(data, "b", 1, [0.0, 1.0, 1.0])  # means: 0, .5, 1
     doc = tmp_path / "docs" / "results.md"
-    doc.write_text("# R\n\n## Toy-v0\n\n<!-- report:toy -->\n<!-- /report:toy -->\n")
+    doc.write_text("# R\n\n## PointReach-v0\n\n<!-- report:toy -->\n<!-- /report:toy -->\n")
     readme = tmp_path / "README.md"
     readme.write_text("# T\n<!-- report:readme -->\nold\n<!-- /report:readme -->\nmore\n")
     readme_spec(data, None)
@@ -122,19 +182,29 @@ def test_readme_figures_come_from_a_section_and_link_to_it(tmp_path, capsys):
     assert line == (
         "- **Toy in seconds**: `python scripts/train.py env=Toy` (seeds 0 and 1): eval success 1.00 at the end of "
         "the run (3k-5k env steps) for every seed (the mean of its last 2 evaluations); first >= 0.5 after 2k-4k "
-        "env steps and 2.0-4.0 min of training; the whole run takes 3.0-5.0 min of training on a CPU "
-        "([results](docs/results.md#toy-v0))."
+        "env steps, 0.00717-0.0143 TFLOP of updates and 2.0-4.0 min of training; the whole run takes 3.0-5.0 min of "
+        "training on a CPU "
+        "([results](docs/results.md#pointreach-v0))."
     )
     readme_spec(data, None, runs=("a",))  # one seed: no "for every seed"
-    block, = report.build_readme(readme, doc, data)[1].splitlines()[2:3]  # fmt: skip
+    block, = report_readme.build_readme(readme, doc, data)[1].splitlines()[2:3]  # fmt: skip
     assert "(seed 0): eval success 1.00 at the end of the run (5k env steps) (the mean of its last 2 " \
            "evaluations); first" in block  # fmt: skip
     readme_spec(data, 2000)
-    block, = report.build_readme(readme, doc, data)[1].splitlines()[2:3]  # fmt: skip
+    block, = report_readme.build_readme(readme, doc, data)[1].splitlines()[2:3]  # fmt: skip
     assert "eval success 0.30 at 2k env steps, the mean of 2 seeds (0.10-0.50 per seed, each the mean of its last " \
            "2 evaluations); first >= 0.5 after 2k-4k env steps" in block  # fmt: skip
-    assert block.endswith(
-        "2k env steps take 2.0 min of training per seed on a CPU ([results](docs/results.md#toy-v0)).")  # fmt: skip
+    assert block.endswith("2k env steps take 2.0 min of training per seed on a CPU "
+                          "([results](docs/results.md#pointreach-v0)).")  # fmt: skip
+    # From 3 seeds on: IQM [95% CI]. Reaching 0.5 at 4k, 2k and 3k: IQM (of 3, the mean) 3k; a resample of
+    # three times the same seed has probability 1/27 > 2.5%, so the interval runs from the lowest to the highest.
+    write_run(data, "c", 2, [0.0, 0.0, 1.0, 1.0, 1.0])  # means: 0, 0, .5, 1, 1
+    readme_spec(data, None, runs=("a", "b", "c"))
+    block, = report_readme.build_readme(readme, doc, data)[1].splitlines()[2:3]  # fmt: skip
+    assert "(seeds 0, 1 and 2): eval success 1.00 [1.00, 1.00] at the end of the run (3k-5k env steps), IQM [95% " \
+           "CI] over 3 seeds (1.00 for every seed, each the mean of its last 2 evaluations); first >= 0.5 after 3k " \
+           "[2k, 4k] env steps, 0.0108 [0.00717, 0.0143] TFLOP of updates and 3.0 [2.0, 4.0] min of training " \
+           "(IQM [95% CI]); the whole run" in block  # fmt: skip
 
 
 def test_readme_figures_report_bad_entries(tmp_path, capsys):
@@ -142,7 +212,7 @@ def test_readme_figures_report_bad_entries(tmp_path, capsys):
     write_run(data, "a", 0, [0.0, 1.0])
     write_run(data, "b", 1, [0.0, 1.0])
     doc, readme = tmp_path / "results.md", tmp_path / "README.md"
-    doc.write_text("## Toy-v0\n<!-- report:toy -->\n<!-- /report:toy -->\n")
+    doc.write_text("## PointReach-v0\n<!-- report:toy -->\n<!-- /report:toy -->\n")
     readme.write_text("<!-- report:readme -->\n<!-- /report:readme -->\n")
     args = ["--doc", str(doc), "--readme", str(readme), "--data", str(data), "--check"]
     readme_spec(data, None, section="nope")
@@ -154,8 +224,8 @@ def test_readme_figures_report_bad_entries(tmp_path, capsys):
     readme_spec(data, None)
     doc.write_text("## Other-v0\n<!-- report:toy -->\n<!-- /report:toy -->\n")
     assert report_script.main(args) == 2
-    assert "no '## Toy-v0' heading to link to" in capsys.readouterr().err
-    doc.write_text("## Toy-v0\n<!-- report:toy -->\n<!-- /report:toy -->\n")
+    assert "no '## PointReach-v0' heading to link to" in capsys.readouterr().err
+    doc.write_text("## PointReach-v0\n<!-- report:toy -->\n<!-- /report:toy -->\n")
     readme.write_text("no markers\n")
     assert report_script.main(args) == 2
     assert "README.md: no '<!-- report:readme -->'" in capsys.readouterr().err
@@ -166,18 +236,17 @@ def test_a_sweep_labels_rows_by_config_keys_and_means_each_variant(tmp_path, cap
     for name, seed, batch, success in [("a0", 0, 256, [0.0, 1.0]), ("a1", 1, 256, [0.0, 0.0]),
                                        ("b0", 0, 1024, [1.0, 1.0])]:  # fmt: skip
         write_run(data, name, seed, success)
-        with open(data / name / "config.yaml", "a") as f:
-            f.write(f"agent:\n  batch_size: {batch}\n")
-            f.write("buffer:\n  strategy: {_target_: x.Mix, weights: {future: 1}}\n")
+        config = (data / name / "config.yaml").read_text().replace("batch_size: 4", f"batch_size: {batch}")
+        (data / name / "config.yaml").write_text(config + "  strategy: {_target_: x.Mix, weights: {future: 1}}\n")
     (data / "report.yaml").write_text(json.dumps({"sections": {"toy": {"cpu": "a CPU",
         "runs": ["a0", "a1", "b0"], "milestones": [2000], "window": 1,
-        "label_keys": ["agent.batch_size", "buffer.strategy"]}}}))  # fmt: skip
+        "label_keys": ["buffer.batch_size", "buffer.strategy"]}}}))  # fmt: skip
     block, _ = report.section_block(report.load_sections(data / "report.yaml")[0], data)
     rows = [line.split(" | ")[:2] for line in block.splitlines()[2:] if line.startswith("| ")]
     variant = "batch_size=256, strategy={weights={future=1}}"
-    assert rows == [[f"| {variant}, seed 0", "1.00"], [f"| {variant}, seed 1", "0.00"],
-                    [f"| mean of 2, {variant}", "0.50"],
-                    ["| batch_size=1024, strategy={weights={future=1}}, seed 0", "1.00"]]  # fmt: skip
+    assert rows[:3] == [[f"| {variant}, seed 0", "1.00"], [f"| {variant}, seed 1", "0.00"],
+                        ["| batch_size=1024, strategy={weights={future=1}}, seed 0", "1.00"]]  # fmt: skip
+    assert rows[4:] == [[f"| {variant}, 2 seeds", "mean"]]  # statistics over the runs of a variant with two or more
     (data / "report.yaml").write_text(
         json.dumps({"sections": {"toy": {"cpu": "a CPU", "runs": ["a0"], "label_keys": ["agent.lr"]}}}))  # fmt: skip
     doc = tmp_path / "results.md"
@@ -190,14 +259,14 @@ def test_a_sweep_labels_rows_by_config_keys_and_means_each_variant(tmp_path, cap
     assert "label_keys must be a list of config keys, got 'agent.lr'" in capsys.readouterr().err
     # A run made before an option existed is labeled with the section's label_defaults for it.
     (data / "report.yaml").write_text(json.dumps({"sections": {"toy": {"cpu": "a CPU",
-        "runs": ["a0", "b0"], "label_keys": ["agent.batch_size", "agent.lr"],
+        "runs": ["a0", "b0"], "label_keys": ["buffer.batch_size", "agent.lr"],
         "label_defaults": {"agent.lr": 0.001}}}}))  # fmt: skip
     block, _ = report.section_block(report.load_sections(data / "report.yaml")[0], data)
     assert "| batch_size=256, lr=0.001, seed 0 |" in block and "| batch_size=1024, lr=0.001, seed 0 |" in block
     (data / "report.yaml").write_text(json.dumps({"sections": {"toy": {"cpu": "a CPU",
-        "runs": ["a0"], "label_keys": ["agent.batch_size"], "label_defaults": {"agent.lr": 0.001}}}}))  # fmt: skip
+        "runs": ["a0"], "label_keys": ["buffer.batch_size"], "label_defaults": {"agent.lr": 0.001}}}}))  # fmt: skip
     assert report_script.main(["--doc", str(doc), "--data", str(data), "--check"]) == 2
-    assert "label_defaults must map some of label_keys ['agent.batch_size'] to values" in capsys.readouterr().err
+    assert "label_defaults must map some of label_keys ['buffer.batch_size'] to values" in capsys.readouterr().err
 
 
 def test_runs_on_different_cpus_get_a_cpu_column_and_every_run_must_name_one(tmp_path, capsys):
@@ -208,10 +277,69 @@ def test_runs_on_different_cpus_get_a_cpu_column_and_every_run_must_name_one(tmp
     (data / "report.yaml").write_text(json.dumps({"sections": {"toy": {"cpu": cpus, "runs": ["a", "b"]}}}))
     block, _ = report.section_block(report.load_sections(data / "report.yaml")[0], data)
     lines = block.splitlines()
-    assert lines[0].endswith("| wall | CPU |")
+    assert lines[0].endswith("| wall of the run | CPU |")
     assert lines[2].endswith("| 2.0 min | CPU one |") and lines[3].endswith("| 2.0 min | CPU two |")
-    assert lines[4] == "| mean of 2 | 0.25 |  |  |  |  |"  # ends: 0.5 and 0 (window 10)
+    assert [line for line in lines if line.startswith("| 2 seeds | mean |")][0].endswith("| - |")  # no statistic
+    # of wall times measured on different CPUs
     assert "evaluation) on the CPU of each row." in block
     (data / "report.yaml").write_text(json.dumps({"sections": {"toy": {"cpu": {"a": "CPU one"}, "runs": ["a", "b"]}}}))
     with pytest.raises(report.ReportError, match=r"section 'toy' is malformed \(cpu must name the CPU of every run"):
         report.load_sections(data / "report.yaml")
+
+
+def test_a_legend_that_does_not_fit_in_its_figure_is_refused(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from training.curves import PlotError, check_legends
+
+    fig, ax = plt.subplots(figsize=(3.0, 2.0))
+    ax.plot([0, 1], [0, 1], label="a label far too long for a figure three inches wide")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))  # outside the axes, to the right: cut off
+    with pytest.raises(PlotError, match=r"wide\.png: the legend does not fit in the figure"):
+        check_legends(fig, "wide.png")
+    ax.legend(loc="best")  # inside, but wider than the figure
+    with pytest.raises(PlotError, match=r"wide\.png: the legend does not fit in the figure"):
+        check_legends(fig, "wide.png")
+    ax.lines[0].set_label("short")
+    ax.legend(loc="best")
+    check_legends(fig, "wide.png")
+    plt.close(fig)
+
+
+def test_curves_of_a_sweep_are_labeled_by_what_differs_with_the_legend_below(tmp_path, monkeypatch, capsys):
+    from training import curves
+
+    data = tmp_path / "results"
+    values = [("a0", 0, "future", 0.3, 0.2), ("b0", 0, "final", 0.3, 0.2), ("c0", 0, "future", 0.2, 0.1)]
+    for name, seed, strategy, random_eps, noise_eps in values:
+        write_run(data, name, seed, [0.0, 0.5, 1.0])
+        config = (data / name / "config.yaml").read_text().replace("hidden: [8]", f"hidden: [8]\n  random_eps: "
+                                                                   f"{random_eps}\n  noise_eps: {noise_eps}")
+        (data / name / "config.yaml").write_text(config + f"  strategy: {strategy}\n  replay_k: 4\n")  # fmt: skip
+    (data / "report.yaml").write_text(json.dumps({"sections": {"toy": {"cpu": "a CPU", "runs": ["a0", "b0", "c0"],
+        "label_keys": ["buffer.strategy", "buffer.replay_k", "agent.random_eps", "agent.noise_eps"],
+        "curve": "img/toy.png"}}}))  # fmt: skip
+    section = report.load_sections(data / "report.yaml")[0]
+    block, runs = report.section_block(section, data)
+    assert "| strategy=future, replay_k=4, random_eps=0.3, noise_eps=0.2, seed 0 |" in block  # tables: every key
+    assert list(report.legend_labels(runs).values()) == [
+        "strategy=future, random_eps=0.3, noise_eps=0.2", "strategy=final", "random_eps=0.2, noise_eps=0.1"]
+    figures = []
+    monkeypatch.setattr(curves.plt, "close", figures.append)
+    report.draw_curve(section, runs, tmp_path / "img" / "toy.png")
+    [fig] = figures
+    assert [ax.get_legend() for ax in fig.axes] == [None] and len(fig.legends) == 1  # long labels: below
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [
+        "strategy=future, random_eps=0.3, noise_eps=0.2 (seed 0)", "strategy=final (seed 0)",
+        "random_eps=0.2, noise_eps=0.1 (seed 0)"]  # fmt: skip
+    assert (tmp_path / "img" / "toy.png").is_file()
+    # Labels that cannot wrap make a legend wider than the figure: the report refuses to write it.
+    monkeypatch.setattr(curves, "WRAP", 1000)
+    config = (data / "b0" / "config.yaml").read_text()
+    (data / "b0" / "config.yaml").write_text(config.replace("strategy: final", "strategy: " + "final_" * 25))
+    (tmp_path / "img" / "toy.png").unlink()
+    doc = tmp_path / "results.md"
+    doc.write_text("<!-- report:toy -->\n<!-- /report:toy -->\n")
+    assert report_script.main(["--doc", str(doc), "--data", str(data)]) == 2
+    assert "error: section 'toy': toy.png: the legend does not fit in the figure" in capsys.readouterr().err
+    assert not (tmp_path / "img" / "toy.png").exists()
