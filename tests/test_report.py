@@ -205,6 +205,12 @@ def test_readme_figures_come_from_a_section_and_link_to_it(tmp_path, capsys):
            "CI] over 3 seeds (1.00 for every seed, each the mean of its last 2 evaluations); first >= 0.5 after 3k " \
            "[2k, 4k] env steps, 0.0108 [0.00717, 0.0143] TFLOP of updates and 3.0 [2.0, 4.0] min of training " \
            "(IQM [95% CI]); the whole run" in block  # fmt: skip
+    # A seed that never reached 0.5 counts at its end (5k, 5 epochs, 5 min): the IQM of 2k, 3k, 4k, 5k is 3.5k.
+    write_run(data, "d", 3, [0.0, 0.0, 0.0, 0.0, 0.0])
+    readme_spec(data, None, runs=("a", "b", "c", "d"))
+    block, = report_readme.build_readme(readme, doc, data)[1].splitlines()[2:3]  # fmt: skip
+    assert "; first >= 0.5 after >= 3.5k [" in block
+    assert "of training (IQM [95% CI]; 3 of 4 seeds reached it, the others count at their last evaluation);" in block
 
 
 def test_readme_figures_report_bad_entries(tmp_path, capsys):

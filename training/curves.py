@@ -111,7 +111,6 @@ def by_group(curves: Sequence[Curve]) -> dict[str, list[Curve]]:
     return groups
 
 
-
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
 LEGEND_FONT = 8
 INSIDE = (3, 36)

@@ -42,9 +42,6 @@ DATA = ROOT / "docs" / "results"
 DOC = ROOT / "docs" / "results.md"
 README = ROOT / "README.md"
 
-__all__ = ["DATA", "DOC", "README", "ReportError", "Section", "build", "load_sections", "replace_block",
-           "section_block"]  # fmt: skip
-
 
 @dataclass(frozen=True)
 class Section:

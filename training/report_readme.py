@@ -113,16 +113,14 @@ def success_text(values: Sequence[float], where: str, window: int) -> str:
     n = len(values)
     lo, hi = f"{min(values):.2f}", f"{max(values):.2f}"
     each = f"the mean of its last {window} evaluations" if window > 1 else ""
-    seeds = f"{lo} for every seed" if lo == hi else f"{lo}-{hi} per seed"
+    seeds = (f"{lo} for every seed" if lo == hi else f"{lo}-{hi} per seed") + (f", each {each}" if each else "")
     if n >= MIN_SEEDS:
         value = estimate(values, "IQM").text(lambda v: f"{v:.2f}")
-        return f"eval success {value} {where}, IQM [95% CI] over {n} seeds ({seeds}"\
-            + (f", each {each})" if each else ")")
+        return f"eval success {value} {where}, IQM [95% CI] over {n} seeds ({seeds})"
     if lo == hi:
         every = " for every seed" if n > 1 else ""
         return f"eval success {lo} {where}{every}" + (f" ({each})" if each else "")
-    return (f"eval success {np.mean(values):.2f} {where}, the mean of {n} seeds ({seeds}"
-            + (f", each {each})" if each else ")"))  # fmt: skip
+    return f"eval success {np.mean(values):.2f} {where}, the mean of {n} seeds ({seeds})"
 
 
 def reached_text(section: Section, runs: Sequence[Run]) -> str:
@@ -135,10 +133,10 @@ def reached_text(section: Section, runs: Sequence[Run]) -> str:
     text = f"first >= {section.threshold:g} after "
     if len(runs) >= MIN_SEEDS:
         bound = len(reached) < len(hits)
-        steps, tflop, wall = ([getattr(h, key) for h in hits] for key in ("steps", "tflop", "wall_s"))
-        text += (f"{estimate(steps, 'IQM', bound).text(steps_text)} env steps, "
-                 f"{estimate(tflop, 'IQM', bound).text(tflop_text)} TFLOP of updates and "
-                 f"{wall_estimate(estimate(wall, 'IQM', bound))} of training (IQM [95% CI]")  # fmt: skip
+        steps = estimate([h.steps for h in hits], "IQM", bound).text(steps_text)
+        tflop = estimate([h.tflop for h in hits], "IQM", bound).text(tflop_text)
+        wall = wall_estimate(estimate([h.wall_s for h in hits], "IQM", bound))
+        text += f"{steps} env steps, {tflop} TFLOP of updates and {wall} of training (IQM [95% CI]"
         return text + (f"; {len(reached)} of {len(runs)} seeds reached it, the others count at their last "
                        "evaluation)" if bound else ")")  # fmt: skip
     steps = span(step_label(min(h.steps for h in reached)), step_label(max(h.steps for h in reached)))

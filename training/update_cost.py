@@ -69,5 +69,5 @@ def flops_per_update(config: Mapping[str, Any]) -> float:
     try:
         return _flops(str(agent_class), json.dumps(kwargs, sort_keys=True), str(env["id"]),
                       json.dumps(env.get("kwargs") or {}, sort_keys=True), batch_size(config))  # fmt: skip
-    except (TypeError, ValueError, ImportError) as err:
+    except (KeyError, TypeError, ValueError, ImportError) as err:
         raise UpdateCostError(f"cannot build {agent_class} for {env['id']} from the config: {err}") from None
