@@ -328,11 +328,11 @@ def test_curves_of_a_sweep_are_labeled_by_what_differs_with_the_legend_below(tmp
     section = report.load_sections(data / "report.yaml")[0]
     block, runs = report.section_block(section, data)
     assert "| strategy=future, replay_k=4, random_eps=0.3, noise_eps=0.2, seed 0 |" in block  # tables: every key
-    assert list(report.legend_labels(runs).values()) == [
+    assert list(report.legend_labels(section.label_keys, runs).values()) == [
         "strategy=future, random_eps=0.3, noise_eps=0.2", "strategy=final", "random_eps=0.2, noise_eps=0.1"]
     figures = []
     monkeypatch.setattr(curves.plt, "close", figures.append)
-    report.draw_curve(section, runs, tmp_path / "img" / "toy.png")
+    report.draw_curve(section, runs, data, tmp_path / "img" / "toy.png")
     [fig] = figures
     assert [ax.get_legend() for ax in fig.axes] == [None] and len(fig.legends) == 1  # long labels: below
     assert [t.get_text() for t in fig.legends[0].get_texts()] == [

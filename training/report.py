@@ -35,7 +35,7 @@ from omegaconf import OmegaConf
 
 from training.curves import Curve, PlotError, plot, smoothed
 from training.report_tables import groups, runs_table, statistics_table
-from training.run_results import ReportError, Run, load_run
+from training.run_results import ReportError, Run, label_name, load_run, short
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository: docs/ beside this package
 DATA = ROOT / "docs" / "results"
@@ -139,7 +139,7 @@ def section_block(section: Section, data: Path) -> tuple[str, list[Run]]:
 def statistics_note(statistics: str) -> str:
     """The line under a statistics table: what it is, and what its ``-``, missing intervals and ``>=`` mean where
     it has them."""
-    note = "Statistics over the seeds of the rows above ([how](#statistics-over-seeds))"
+    note = "Statistics over the seeds of the rows above ([how](results.md#statistics-over-seeds))"
     if "| mean |" in statistics:
         note += "; no interval below 3 seeds"
     if ">= " in statistics:
@@ -147,27 +147,27 @@ def statistics_note(statistics: str) -> str:
     return note + "."
 
 
-def legend_labels(runs: Sequence[Run]) -> dict[str, str]:
-    """``variant -> label`` for a curve's legend: only the label keys whose values differ between the variants;
-    the first variant with all of those, each other one with those where it differs from the first."""
+def legend_labels(keys: Sequence[str], runs: Sequence[Run]) -> dict[str, str]:
+    """``variant -> label`` for a curve's legend, of runs labeled by the config ``keys``: only the keys whose values
+    differ between the variants; the first variant with all of those, each other one with those where it differs
+    from the first."""
     firsts = [group[0].labels for group in groups(runs).values()]
-    varying = {key for i, (key, _) in enumerate(firsts[0]) if len({labels[i][1] for labels in firsts}) > 1}
+    varying = [i for i in range(len(keys)) if len({short(labels[i]) for labels in firsts}) > 1]
     labels = {}
     for j, group in enumerate(groups(runs).values()):
-        parts = [(key, value) for i, (key, value) in enumerate(firsts[j])
-                 if key in varying and (j == 0 or value != firsts[0][i][1])]  # fmt: skip
-        labels[group[0].variant] = ", ".join(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in parts)
+        shown = [i for i in varying if j == 0 or short(firsts[j][i]) != short(firsts[0][i])]
+        labels[group[0].variant] = ", ".join(f"{label_name(keys[i])}={short(firsts[j][i])}" for i in shown)
     return labels
 
 
-def draw_curve(section: Section, runs: Sequence[Run], out: Path) -> None:
-    """The section's curve to ``out``: each run's success (smoothed over ``section.smooth`` evaluations), by group."""
-    labels = legend_labels(runs)
-    curves = [smoothed(Curve(Path(r.name), r.env_id, r.seed, r.steps, r.success, labels[r.variant]), section.smooth)
-              for r in runs]  # fmt: skip
+def draw_curve(section: Section, runs: Sequence[Run], data: Path, out: Path) -> None:
+    """The section's curve to ``out``: each run's success (smoothed over ``section.smooth`` evaluations), by group,
+    labeled by ``legend_labels``."""
+    labels = legend_labels(section.label_keys, runs)
+    curves = [Curve(data / r.name, r.env_id, r.seed, r.steps, r.success, labels[r.variant]) for r in runs]
     ylabel = f"eval success rate, mean of last {section.smooth} evals" if section.smooth > 1 else None
     try:
-        plot(curves, "eval_success_rate", out, ylabel)
+        plot([smoothed(c, section.smooth) for c in curves], "eval_success_rate", out, ylabel)
     except PlotError as err:
         raise ReportError(f"section {section.name!r}: {err}") from None
 
@@ -187,5 +187,5 @@ def build(doc_path: Path, data: Path, draw: bool) -> tuple[str, str]:
         block, runs = section_block(section, data)
         doc = replace_block(doc, section.name, block)
         if draw and section.curve:
-            draw_curve(section, runs, doc_path.parent / section.curve)
+            draw_curve(section, runs, data, doc_path.parent / section.curve)
     return current, doc

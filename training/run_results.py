@@ -21,8 +21,9 @@ class ReportError(Exception):
 
 @dataclass(frozen=True)
 class Run:
-    """One committed run: ``steps``, ``success``, ``wall_s``, ``tflop`` ``[n]`` per evaluation, its seed and the
-    values of a section's ``label_keys`` in its config (``labels``, key -> value as text)."""
+    """One committed run: ``steps``, ``success``, ``wall_s``, ``tflop`` ``[n]`` per evaluation, and its seed;
+    ``variant``: ``'key=value, ...'`` of a section's label keys in its config (the last part of each key), and
+    ``labels`` those values as the config gives them."""
 
     name: str
     seed: int | None
@@ -31,13 +32,9 @@ class Run:
     success: np.ndarray
     wall_s: np.ndarray
     tflop: np.ndarray
-    labels: tuple[tuple[str, str], ...] = ()
+    variant: str = ""
     cpu: str = ""  # where a section's runs ran on different CPUs: this run's
-
-    @property
-    def variant(self) -> str:
-        """``'key=value, ...'`` of its ``labels`` (the last part of each key), ``''`` without."""
-        return ", ".join(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in self.labels)
+    labels: tuple[object, ...] = ()
 
 
 def short(value: object) -> str:
@@ -57,12 +54,14 @@ def load_run(run_dir: Path, label_keys: Sequence[str] = (), label_defaults: Mapp
         raise ReportError(f"{run_dir}/metrics.jsonl: no evaluated epoch")
     if any("updates" not in r for r in records):
         raise ReportError(f"{run_dir}/metrics.jsonl: an evaluated epoch without 'updates' (for its TFLOP)")
-    labels = []
+    parts, values = [], []
     for key in label_keys:
         value = OmegaConf.select(cfg, key, default=(label_defaults or {}).get(key, ReportError))
         if value is ReportError:
             raise ReportError(f"{config}: no key {key!r} (label_keys)")
-        labels.append((key, short(OmegaConf.to_container(value) if OmegaConf.is_config(value) else value)))
+        value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+        parts.append(f"{label_name(key)}={short(value)}")
+        values.append(value)
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
     try:
@@ -78,8 +77,14 @@ def load_run(run_dir: Path, label_keys: Sequence[str] = (), label_defaults: Mapp
         np.array([r["eval_success_rate"] for r in records], dtype=np.float64),
         np.array([r["wall_s"] for r in records], dtype=np.float64),
         updates * flops / 1e12,
-        tuple(labels),
+        ", ".join(parts),
+        labels=tuple(values),
     )
+
+
+def label_name(key: str) -> str:
+    """How a label key names itself in a table: its last part (``buffer.replay_k -> replay_k``)."""
+    return key.rsplit(".", 1)[-1]
 
 
 def trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
