@@ -28,18 +28,40 @@ from training.build import build_runner, run_info
 from training.checkpoint import Checkpointer, CheckpointError, DivergenceError, WriteError
 from training.distributed import CollectiveFailed, RanksOutOfSync, launched_by_torchrun
 from training.options import ConfigError, checked
-from training.resume import own_run_dir, resume_config, start_or_resume
+from training.resume import AUTO, Continuation, continuation, own_run_dir, resume_config, start_or_resume
 from training.rundir import RunDirError
 from training.signals import GracefulStop
 
+_TIME_NAMED: set[str] = set()  # the run dirs default_run_dir named from the time for a run with resume=auto
+
+
+def default_run_dir(resume: str | None, new: str) -> str:
+    """``hydra.run.dir`` unless given: a resumed run's own dir, else ``new`` made for this run alone (``new_dir``:
+    ``new``, or ``new_2``, ... when taken). ``resume=auto`` needs a dir named in advance: ``run`` refuses the
+    one made here for it, which is named from the time."""
+    if resume is not None and resume != AUTO:
+        return str(resume)
+    path = rundir.new_dir(new)
+    if resume == AUTO:
+        _TIME_NAMED.add(str(path.resolve()))
+    return str(path)
+
+
+def refuse_a_time_named_dir(run_dir: str) -> None:
+    """Raise ``ConfigError`` if ``run_dir`` is the dir ``default_run_dir`` named from the time for a run with
+    ``resume=auto`` (removing it: it is empty), which no later start would find again."""
+    if str(Path(run_dir).resolve()) in _TIME_NAMED:
+        Path(run_dir).rmdir()
+        raise ConfigError(
+            f"resume={AUTO} continues the run in a dir named in advance, and {run_dir} is named from the time: "
+            "give the dir with hydra.run.dir=<dir> (a sweep's jobs: hydra.sweep.dir and hydra.sweep.subdir, as "
+            "configs/suite/ sets them)"
+        )
+
+
 # configs/hydra/default.yaml: a resumed run writes into its own dir; a new run (and a sweep) into a dir made for it
-# alone (`new_dir`: `path`, or `path_2`, ... when taken). Cached: Hydra resolves the dir once per config.
-OmegaConf.register_new_resolver(
-    "run_dir",
-    lambda resume, new: str(resume) if resume is not None else str(rundir.new_dir(new)),
-    use_cache=True,
-    replace=True,
-)
+# alone. Cached: Hydra resolves the dir once per config.
+OmegaConf.register_new_resolver("run_dir", default_run_dir, use_cache=True, replace=True)
 OmegaConf.register_new_resolver("new_dir", lambda path: str(rundir.new_dir(path)), use_cache=True, replace=True)
 
 
@@ -51,7 +73,9 @@ def train(
     pruning: optuna_trial.TrialPruning | None = None,
 ) -> dict[str, Any]:
     """Build everything from ``cfg``, train (continuing the run ``cfg.resume`` when set), save the policy,
-    and return the last epoch's metrics plus ``stopped`` (true after Ctrl-C/SIGTERM).
+    and return the last epoch's metrics plus ``stopped`` (true after Ctrl-C/SIGTERM). With ``resume=auto``,
+    whatever ``run_dir`` holds is continued (``training.resume.continuation``): a finished run is kept, and its
+    last metrics are returned without training.
 
     The run holds ``run_dir`` while it trains (``own_run_dir``): a dir another process writes, or a new run's dir
     that holds a run already, raises ``RunDirError``. ``overrides``: the command line's ``key=value`` overrides,
@@ -61,6 +85,11 @@ def train(
     if run_dir is None:
         run_dir = HydraConfig.get().runtime.output_dir
     with own_run_dir(run_dir, cfg.resume):
+        if cfg.resume == AUTO:
+            plan = continuation(cfg, run_dir)
+            if plan.final is not None:
+                return {**plan.final, "stopped": False}
+            cfg = plan.cfg
         return _train(cfg, run_dir, overrides, on_start, pruning)
 
 
@@ -144,25 +173,36 @@ def other_rank_overrides(environ: dict[str, str]) -> list[str]:
 
 
 def run(cfg: DictConfig) -> float:
-    """What ``python scripts/train.py`` does with its composed config: hold the run dir, train (or resume), print
-    how it ended, exit 2 on a bad option or a run dir it may not write, 1 on a failure during training and 130 on
-    a second Ctrl-C; returns the value a sweep optimizes. A sweep job that fails is recorded for the sweep's
-    summary (``training.sweep``) and returns NaN, so that the sweep goes on."""
+    """What ``python scripts/train.py`` does with its composed config: hold the run dir, train (or resume, or with
+    ``resume=auto`` continue what the dir holds: start, resume or keep), print how it ended, exit 2 on a bad option
+    or a run dir it may not write, 1 on a failure during training and 130 on a second Ctrl-C; returns the value a
+    sweep optimizes. A sweep job that fails is recorded for the sweep's summary (``training.sweep``) and returns
+    NaN, so that the sweep goes on."""
     hydra = HydraConfig.get()
     run_dir = hydra.runtime.output_dir
     multirun = hydra.mode == RunMode.MULTIRUN
     try:
         if launched_by_torchrun() and multirun:
             raise ConfigError("torchrun runs one training on several ranks: start sweeps (-m) without torchrun")
-        overrides = list(hydra.overrides.task)
-        task_cfg, resume = cfg, cfg.resume is not None
+        if cfg.resume == AUTO:
+            if launched_by_torchrun():
+                raise ConfigError(f"resume={AUTO} is for one process: under torchrun, resume=<run dir> continues a run")
+            refuse_a_time_named_dir(run_dir)
+        overrides = [o for o in hydra.overrides.task if not o.startswith("resume=")]
+        task_cfg = cfg
         sweeper = OmegaConf.to_container(hydra.sweeper, resolve=True) if multirun else {}
         pruning = optuna_trial.job_pruning(sweeper, hydra.sweep.dir) if multirun else None
         with own_run_dir(run_dir, cfg.resume):
-            if resume:
-                overrides = [o for o in overrides if not o.startswith("resume=")]
+            if cfg.resume == AUTO:
+                plan = continuation(cfg, run_dir)
+                print(continued(plan, run_dir), flush=True)
+                if plan.final is not None:
+                    return float(plan.final["eval_success_rate"])
+                cfg = plan.cfg
+            elif cfg.resume is not None:
                 cfg = resume_config(cfg.resume, overrides)
-            else:
+            resume = cfg.resume is not None
+            if not resume:
                 save_hydra_files(run_dir, task_cfg, resume=False)
             # Once built, a new run's config.yaml is written again, with the precision chosen (precision_probe).
             on_start = lambda: save_hydra_files(run_dir, task_cfg, resume=resume)  # noqa: E731
@@ -180,13 +220,27 @@ def run(cfg: DictConfig) -> float:
         print(f"{pruning.describe()}; checkpoint saved in {run_dir}")
         return float(metrics.get("eval_success_rate", float("nan")))
     if metrics["stopped"]:
-        print(f"stopped; checkpoint saved. Resume with: python scripts/train.py resume={shlex.quote(run_dir)}")
+        again = f"the same command again (resume={AUTO}), or " if task_cfg.resume == AUTO else ""
+        print(f"stopped; checkpoint saved. Resume with: {again}python scripts/train.py resume={shlex.quote(run_dir)}")
         return float(metrics.get("eval_success_rate", float("nan")))
     print(
         f"done: epoch {metrics['epoch']} env_steps {metrics['env_steps']} "
         f"eval_success_rate {metrics['eval_success_rate']:.3f} wall {metrics['wall_s']:.1f}s -> {run_dir}"
     )
     return float(metrics["eval_success_rate"])
+
+
+def continued(plan: Continuation, run_dir: str) -> str:
+    """The line ``resume=auto`` prints on what it does with ``run_dir``."""
+    if plan.action == "start":
+        return f"resume={AUTO}: {run_dir} holds no run: starting one"
+    if plan.action == "resume":
+        return f"resume={AUTO}: resuming the run in {run_dir} after its epoch {plan.epochs_done}"
+    final = plan.final or {}
+    return (
+        f"resume={AUTO}: kept the finished run in {run_dir}: epoch {final.get('epoch')} env_steps "
+        f"{final.get('env_steps')} eval_success_rate {final.get('eval_success_rate'):.3f}"
+    )
 
 
 def failed(err: Exception, status: int, multirun: bool) -> float:
