@@ -23,7 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from envs import EpisodeTerminated
-from training import checkpoint, optuna_trial, rundir, sweep
+from training import checkpoint, optuna_trial, rundir, sweep, sweep_stop
 from training.build import build_runner, run_info
 from training.checkpoint import Checkpointer, CheckpointError, DivergenceError, WriteError
 from training.distributed import CollectiveFailed, RanksOutOfSync, launched_by_torchrun
@@ -71,6 +71,7 @@ def train(
     overrides: Sequence[str] = (),
     on_start: Callable[[], None] | None = None,
     pruning: optuna_trial.TrialPruning | None = None,
+    stop_when: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Build everything from ``cfg``, train (continuing the run ``cfg.resume`` when set), save the policy,
     and return the last epoch's metrics plus ``stopped`` (true after Ctrl-C/SIGTERM). With ``resume=auto``,
@@ -81,7 +82,8 @@ def train(
     that holds a run already, raises ``RunDirError``. ``overrides``: the command line's ``key=value`` overrides,
     shown with the key options in TensorBoard's HParams view. ``on_start``: called once every check has passed,
     the checkpoint resumed from is loaded and training is about to begin. ``pruning``: an Optuna trial's hook,
-    which gets each evaluation and stops the run (as a Ctrl-C would) when the trial's pruner says so."""
+    which gets each evaluation and stops the run (as a Ctrl-C would) when the trial's pruner says so.
+    ``stop_when``: polled with Ctrl-C's stop request after every cycle (a sweep's, ``training.sweep_stop``)."""
     if run_dir is None:
         run_dir = HydraConfig.get().runtime.output_dir
     with own_run_dir(run_dir, cfg.resume):
@@ -90,7 +92,7 @@ def train(
             if plan.final is not None:
                 return {**plan.final, "stopped": False}
             cfg = plan.cfg
-        return _train(cfg, run_dir, overrides, on_start, pruning)
+        return _train(cfg, run_dir, overrides, on_start, pruning, stop_when)
 
 
 def _train(
@@ -99,6 +101,7 @@ def _train(
     overrides: Sequence[str],
     on_start: Callable[[], None] | None,
     pruning: optuna_trial.TrialPruning | None = None,
+    stop_when: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     resumable = None if cfg.resume is None else checkpoint.load_resumable(cfg.resume)
     resume_path = None if resumable is None else resumable.path
@@ -123,10 +126,10 @@ def _train(
             )
             runner.epoch_end_hooks.append(checkpointer.on_epoch_end)
         stop = GracefulStop()
-        runner.stop_requested = stop
+        also = [s for s in (pruning, stop_when) if s is not None]  # other reasons to stop, polled with Ctrl-C's
+        runner.stop_requested = (lambda: stop() or any(s() for s in also)) if also else stop
         if pruning is not None:
             runner.epoch_end_hooks.append(pruning.on_epoch_end)  # after the checkpoint's hook
-            runner.stop_requested = lambda: stop() or pruning()
         start_or_resume(runner, checkpointer, resume_path, saved)
         if on_start is not None:
             on_start()
@@ -181,6 +184,10 @@ def run(cfg: DictConfig) -> float:
     hydra = HydraConfig.get()
     run_dir = hydra.runtime.output_dir
     multirun = hydra.mode == RunMode.MULTIRUN
+    sweep_dir = Path(hydra.sweep.dir) if multirun else None
+    if sweep_dir is not None and sweep_stop.stop_requested(sweep_dir):
+        print(f"not started: the sweep is stopping ({sweep_dir / sweep_stop.STOP_FILE}) -> {run_dir}", flush=True)
+        return float("nan")
     try:
         if launched_by_torchrun() and multirun:
             raise ConfigError("torchrun runs one training on several ranks: start sweeps (-m) without torchrun")
@@ -206,7 +213,8 @@ def run(cfg: DictConfig) -> float:
                 save_hydra_files(run_dir, task_cfg, resume=False)
             # Once built, a new run's config.yaml is written again, with the precision chosen (precision_probe).
             on_start = lambda: save_hydra_files(run_dir, task_cfg, resume=resume)  # noqa: E731
-            metrics = train(cfg, run_dir, overrides, on_start, pruning)
+            stop_when = None if sweep_dir is None else lambda: sweep_stop.stop_requested(sweep_dir)
+            metrics = train(cfg, run_dir, overrides, on_start, pruning, stop_when)
     except (ConfigError, CheckpointError, EpisodeTerminated, RunDirError) as err:
         return failed(err, 2, multirun)
     except (DivergenceError, WriteError, CollectiveFailed, RanksOutOfSync) as err:
@@ -220,6 +228,8 @@ def run(cfg: DictConfig) -> float:
         print(f"{pruning.describe()}; checkpoint saved in {run_dir}")
         return float(metrics.get("eval_success_rate", float("nan")))
     if metrics["stopped"]:
+        if sweep_dir is not None:  # stopped by Ctrl-C in the process that runs the sweep: no more jobs start
+            sweep_stop.stop_here(sweep_dir, f"{Path(run_dir).name} stopped")
         again = f"the same command again (resume={AUTO}), or " if task_cfg.resume == AUTO else ""
         print(f"stopped; checkpoint saved. Resume with: {again}python scripts/train.py resume={shlex.quote(run_dir)}")
         return float(metrics.get("eval_success_rate", float("nan")))
