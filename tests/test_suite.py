@@ -137,6 +137,8 @@ def test_a_suite_stopped_and_killed_continues_with_the_same_command(tmp_path):
     assert [len(list((suite.job(j) / ".hydra").glob("resume_*"))) for j in JOBS] == [1, 2, 0, 0]
     for job in JOBS[2:]:
         assert [r["epoch"] for r in read_records(suite.job(job) / "metrics.jsonl")] == [0, 1, 2]
+        config = OmegaConf.load(suite.job(job) / ".hydra" / "config.yaml")  # what the new run trained with
+        assert config.resume is None and config.precision_probe.chosen == "fp32"
     assert f"sweep {suite.sweep}: 4 jobs" in out  # the summary covers every job, the kept one too
     for job in JOBS:
         agent, seed = job.split("_seed")

@@ -7,6 +7,7 @@ Building the objects from a config is ``training.build``; the checks of a resume
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -51,7 +52,8 @@ def refuse_a_time_named_dir(run_dir: str) -> None:
     """Raise ``ConfigError`` if ``run_dir`` is the dir ``default_run_dir`` named from the time for a run with
     ``resume=auto`` (removing it: it is empty), which no later start would find again."""
     if str(Path(run_dir).resolve()) in _TIME_NAMED:
-        Path(run_dir).rmdir()
+        with contextlib.suppress(OSError):  # (empty unless something else wrote there)
+            Path(run_dir).rmdir()
         raise ConfigError(
             f"resume={AUTO} continues the run in a dir named in advance, and {run_dir} is named from the time: "
             "give the dir with hydra.run.dir=<dir> (a sweep's jobs: hydra.sweep.dir and hydra.sweep.subdir, as "
@@ -191,7 +193,8 @@ def run(cfg: DictConfig) -> float:
     try:
         if launched_by_torchrun() and multirun:
             raise ConfigError("torchrun runs one training on several ranks: start sweeps (-m) without torchrun")
-        if cfg.resume == AUTO:
+        auto = cfg.resume == AUTO
+        if auto:
             if launched_by_torchrun():
                 raise ConfigError(f"resume={AUTO} is for one process: under torchrun, resume=<run dir> continues a run")
             refuse_a_time_named_dir(run_dir)
@@ -200,12 +203,14 @@ def run(cfg: DictConfig) -> float:
         sweeper = OmegaConf.to_container(hydra.sweeper, resolve=True) if multirun else {}
         pruning = optuna_trial.job_pruning(sweeper, hydra.sweep.dir) if multirun else None
         with own_run_dir(run_dir, cfg.resume):
-            if cfg.resume == AUTO:
+            if auto:
                 plan = continuation(cfg, run_dir)
                 print(continued(plan, run_dir), flush=True)
                 if plan.final is not None:
                     return float(plan.final["eval_success_rate"])
                 cfg = plan.cfg
+                if plan.action == "start":  # a new run's .hydra/config.yaml: the config it trains with
+                    task_cfg = cfg
             elif cfg.resume is not None:
                 cfg = resume_config(cfg.resume, overrides)
             resume = cfg.resume is not None
@@ -230,7 +235,7 @@ def run(cfg: DictConfig) -> float:
     if metrics["stopped"]:
         if sweep_dir is not None:  # stopped by Ctrl-C in the process that runs the sweep: no more jobs start
             sweep_stop.stop_here(sweep_dir, f"{Path(run_dir).name} stopped")
-        again = f"the same command again (resume={AUTO}), or " if task_cfg.resume == AUTO else ""
+        again = f"the same command again (resume={AUTO}), or " if auto else ""
         print(f"stopped; checkpoint saved. Resume with: {again}python scripts/train.py resume={shlex.quote(run_dir)}")
         return float(metrics.get("eval_success_rate", float("nan")))
     print(

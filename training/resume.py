@@ -194,8 +194,9 @@ def finished_record(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any] | No
         return None
     check_same_config(cfg, saved["config"], run_dir)
     records = read_records(metrics) if metrics.is_file() else []
-    last = records[-1] if records else None
-    if saved["counters"]["epoch"] != cfg.runner.epochs or last is None or last != saved["record"]:
+    last = records[-1] if records else {}
+    logged_last = all(last.get(k, _ABSENT) == saved["record"].get(k) for k in ("epoch", "env_steps"))
+    if saved["counters"]["epoch"] != cfg.runner.epochs or not logged_last:
         return None  # more epochs asked for (or fewer: refused by the resume), or trained on after policy.pt
     return last
 
