@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -148,7 +148,7 @@ class Continuation:
         epochs_done: the epochs the run in the dir has done (``"resume"``: those its checkpoint holds).
     """
 
-    action: str
+    action: Literal["start", "resume", "keep"]
     cfg: DictConfig
     final: dict[str, Any] | None = None
     epochs_done: int = 0
