@@ -29,6 +29,8 @@ def options(group: str) -> list[str]:
 def test_every_group_has_options():
     for group in ("env", "agent", "buffer", "runner", "logger", "distributed", "checkpoint", "hydra", "hparams_search"):
         assert options(group), group
+    for group in ("suite",):
+        assert options(group), group
 
 
 # (obs_dim, goal_dim, action_dim, episode steps) of each env config, as docs/envs.md gives them.
@@ -215,9 +217,9 @@ def test_every_agent_option_in_the_yaml_is_a_constructor_argument(agent):
     }
 
 
-# Preset groups set values on purpose (per env, per experiment, per search); the option groups' files give the
-# defaults, and those must be the defaults of the code they configure.
-PRESET_DIRS = ("experiment", "tuning", "env", "hparams_search", "hydra")
+# Preset groups set values on purpose (per env, per experiment, per search or suite); the option groups' files give
+# the defaults, and those must be the defaults of the code they configure.
+PRESET_DIRS = ("experiment", "tuning", "env", "hparams_search", "suite", "hydra")
 # Groups without a ``_target_``: the callable train() hands their keys to.
 UNTARGETED = {"checkpoint": "training.checkpoint.Checkpointer", "logger": "training.metrics.MetricsLogger"}
 # Keys whose parameter has no default in Python: a caller must choose (the config gives the CLI's choice).

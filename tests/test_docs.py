@@ -31,6 +31,7 @@ HISTORY = re.compile(
 )
 MACHINE_PATH = re.compile(r"(?<![\w.$])/(?:work|tmp|root|home)/")
 SCRIPT = re.compile(r"(?:^|\s)(?:\S*/)?(?:python3?|torchrun)\b[^`\n]*?\bscripts/(\w+)\.py\b")
+SWEEPING_GROUPS = ("suite=", "hparams_search=")
 PLACEHOLDER = re.compile(r"^[A-Z]$|^\.\.\.$")  # seed=S, agent=A; <...> spans are read as X
 
 
@@ -131,9 +132,10 @@ def test_doc_command_composes(script, words):
     for flag in flags:
         assert f'"{flag.split("=")[0]}"' in source, f"scripts/{script}.py has no option {flag}"
     overrides = [w for w in words if not w.startswith("-") and "=" in w]
-    multirun = "-m" in words or "--multirun" in words
+    # -m, or a group whose options sweep without it (hydra.mode: MULTIRUN)
+    multirun = "-m" in words or "--multirun" in words or any(w.startswith(SWEEPING_GROUPS) for w in words)
     if script == "train":
-        resume = [o for o in overrides if o.startswith("resume=")]
+        resume = [o for o in overrides if o.startswith("resume=") and o != "resume=auto"]
         if resume:  # a resumed run takes its saved config: only a few options may change
             assert all(o.split("=")[0] in RESUME_OVERRIDES for o in overrides if o not in resume), overrides
         else:

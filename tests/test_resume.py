@@ -1,5 +1,5 @@
-"""Stop and resume: exact continuation, Ctrl-C/SIGTERM, best.pt across sessions, and a run that survives SIGKILL
-at chosen moments."""
+"""Stop and resume: exact continuation, Ctrl-C/SIGTERM, best.pt across sessions, a run that survives SIGKILL
+at chosen moments, and ``resume=auto``, which continues whatever a run's dir holds."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import compose_config
+from helpers.point_runs import POINT_TINY
 
 from envs import make_vector_env
 from training import checkpoint
-from training.cli import train
+from training.cli import default_run_dir, refuse_a_time_named_dir, train
 from training.metrics import read_records
 from training.options import ConfigError
-from training.resume import resume_config
+from training.resume import check_resume_argument, config_differences, resume_config
 from training.runner import Runner
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -351,3 +352,55 @@ def test_a_second_ctrl_c_in_training_aborts_and_leaves_the_last_checkpoint_reada
     assert saved["counters"] == {"epoch": 1, "env_steps": 150, "updates": 15}  # the end of epoch 0
     assert not (run_dir / "policy.pt").exists() and not list((run_dir / "checkpoints").glob(".*.tmp"))
     assert [r["epoch"] for r in read_records(run_dir / "metrics.jsonl")] == [0]
+
+
+# --- resume=auto ---------------------------------------------------------------------------------------
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_resume_auto_starts_keeps_or_resumes_what_the_dir_holds(tmp_path):
+    run_dir = tmp_path / "run"
+    first = train(compose_config(*POINT_TINY, "resume=auto"), run_dir)  # nothing there: a new run
+    assert not first["stopped"] and [r["epoch"] for r in read_records(run_dir / "metrics.jsonl")] == [0, 1]
+    before = snapshot(run_dir)
+    kept = train(compose_config(*POINT_TINY, "resume=auto", "progress=true"), run_dir)  # finished: kept as it is
+    assert kept == first and snapshot(run_dir) == before
+    with pytest.raises(ConfigError, match=r"the run in .*run has another config \(agent.lr_actor: 0.001 in the run, "):
+        train(compose_config(*POINT_TINY, "resume=auto", "agent.lr_actor=0.002"), run_dir)
+    with pytest.raises(ConfigError, match=r"runner.epochs=1 is invalid: expected at least 2"):
+        train(compose_config(*POINT_TINY, "resume=auto", "runner.epochs=1"), run_dir)
+    assert snapshot(run_dir) == before
+    longer = train(compose_config(*POINT_TINY, "resume=auto", "runner.epochs=3"), run_dir)  # more epochs: resumed
+    assert longer["epoch"] == 2 and [r["epoch"] for r in read_records(run_dir / "metrics.jsonl")] == [0, 1, 2]
+    for name in ("last.pt", "last.prev.pt"):
+        (run_dir / "checkpoints" / name).unlink()
+    (run_dir / "policy.pt").unlink()
+    with pytest.raises(ConfigError, match=r"holds a run \(metrics.jsonl, checkpoints/best.pt\) but no checkpoint"):
+        train(compose_config(*POINT_TINY, "resume=auto", "runner.epochs=4"), run_dir)
+
+
+def test_resume_auto_resumes_a_stopped_run_exactly(tmp_path, monkeypatch, reference):
+    run_dir, overrides = tmp_path / "run", (*SMALL, "logger.tensorboard=false", "resume=auto")
+    interrupt_at_cycles(monkeypatch, {4})
+    assert train(compose_config(*overrides), run_dir)["stopped"]
+    monkeypatch.undo()
+    assert not train(compose_config(*overrides), run_dir)["stopped"]
+    assert without_timing(run_dir) == reference
+
+
+def test_config_differences_leave_out_what_a_resume_may_change():
+    saved = {"seed": 0, "resume": None, "runner": {"epochs": 2, "eval_every": None}, "precision_probe": {"x": 1}}
+    now = {"seed": 1, "resume": "auto", "runner": {"epochs": 5, "eval_every": None}, "agent": {"hidden": [8]}}
+    assert config_differences(saved, now) == ["agent.hidden: absent in the run, [8] now", "seed: 0 in the run, 1 now"]
+    assert config_differences(saved, {**saved, "progress": False}) == []
+
+
+def test_resume_auto_needs_a_dir_named_in_advance(tmp_path):
+    check_resume_argument(["env=PointReach", "resume=auto"])  # the command line passes; the run dir decides
+    made = default_run_dir("auto", str(tmp_path / "runs" / "PointReach" / "2030-01-01_00-00-00_seed0"))
+    assert Path(made).is_dir()
+    with pytest.raises(ConfigError, match="resume=auto continues the run in a dir named in advance"):
+        refuse_a_time_named_dir(made)
+    assert not Path(made).exists()  # removed: a refused run leaves nothing
+    refuse_a_time_named_dir(str(tmp_path / "given"))  # a dir given (hydra.run.dir, a sweep's job dir) is fine

@@ -124,7 +124,11 @@ def summary(sweep_dir: Path) -> str:
 
 class SweepSummary(Callback):
     """Hydra callback: prints ``summary`` of the sweep dir when a multirun ends, then, when jobs failed, exits
-    with the highest of their exit statuses."""
+    with the highest of their exit statuses. A sweep started again into the same dir (``configs/suite/``) runs each
+    job again: the failures recorded by the start before are dropped when it begins."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        (Path(config.hydra.sweep.dir) / FAILURES).unlink(missing_ok=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
