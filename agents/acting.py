@@ -119,8 +119,9 @@ class SquashedGaussianHead:
 class HostPolicy:
     """``policy(obs [n, o], goal [n, g], explore, rng) -> actions [n, a]`` float32 in env units.
 
-    ``head`` maps the MLP's ``[n, out]`` output to actions in ``[-1, 1]`` (the agent's own: tanh for DDPG/TD3, a
-    squashed Gaussian for SAC).
+    ``head`` maps the MLP's ``[n, out]`` output to the agent's actions (its own: tanh for DDPG/TD3, a squashed
+    Gaussian for SAC, both in ``[-1, 1]``), which ``scale`` multiplies into env units (a Box agent's
+    ``action_max``).
 
     A call is a few dozen NumPy operations on one row per env, ~1 µs each, so the two normalizers are applied
     as one, in place, on the concatenated input.
@@ -130,7 +131,7 @@ class HostPolicy:
     goal_norm: HostNormalizer
     net: HostMLP
     head: ActingHead
-    action_max: float
+    scale: float
     _mean: np.ndarray = field(init=False, repr=False)
     _std: np.ndarray = field(init=False, repr=False)
     _clip: np.ndarray = field(init=False, repr=False)
@@ -162,6 +163,6 @@ class HostPolicy:
         else:
             action = self.head.greedy(out)
         action = np.asarray(action, dtype=np.float32)
-        if self.action_max != 1.0:
-            action = action * np.float32(self.action_max)
+        if self.scale != 1.0:
+            action = action * np.float32(self.scale)
         return action
