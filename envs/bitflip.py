@@ -26,11 +26,18 @@ class BitFlippingEnv(gym.Env):
     when it reaches its goal at some step, and ``info["is_success"]`` is 1.0 from that step to the end of the
     episode (SB3's ``BitFlippingEnv`` ends the episode there; episodes here have a fixed length). The rewards
     stay those of each step's state. The episode length, ``n_bits`` steps as in the paper, is the ``TimeLimit``
-    that ``make_bit_flipping`` (the registered entry point) adds.
+    that ``make_bit_flipping`` (the registered entry point) adds. ``render_mode="rgb_array"`` draws the bits over
+    the goal, ``render_cell`` pixels a bit.
     """
 
-    def __init__(self, n_bits: int = 30) -> None:
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+
+    def __init__(self, n_bits: int = 30, render_mode: str | None = None, render_cell: int = 16) -> None:
         self.n_bits = validation.positive_int("n_bits", n_bits)
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode={render_mode!r} is invalid: expected None or 'rgb_array'")
+        self.render_mode = render_mode
+        self.render_cell = validation.positive_int("render_cell", render_cell)
         bits = spaces.Box(0.0, 1.0, (self.n_bits,), np.float32)
         self.observation_space = spaces.Dict({"observation": bits, "achieved_goal": bits, "desired_goal": bits})
         self.action_space = spaces.Discrete(self.n_bits)
@@ -63,6 +70,23 @@ class BitFlippingEnv(gym.Env):
         self._reached = self._reached or reward == 0.0
         return self._obs(), reward, False, False, {"is_success": float(self._reached)}
 
+    def render(self) -> np.ndarray | None:
+        """``[2 * cell + 4, n_bits * cell, 3]`` uint8: the bits (top row) over the goal (bottom row), ones dark and
+        zeros light, the bits that equal the goal's green; ``None`` unless ``render_mode="rgb_array"``."""
+        if self.render_mode != "rgb_array":
+            return None
+        one, zero = np.array([40, 40, 40]), np.array([225, 225, 225])
+        matched_one, matched_zero = np.array([30, 130, 30]), np.array([150, 215, 150])
+        on, matched = (self._bits > 0.5)[:, None], (self._bits == self._goal)[:, None]
+        bits = np.where(on, np.where(matched, matched_one, one), np.where(matched, matched_zero, zero))  # [n, 3]
+        goal = np.where((self._goal > 0.5)[:, None], one, zero)
+        cell = self.render_cell
+        rows = [np.repeat(np.repeat(row[None], cell, axis=0), cell, axis=1) for row in (bits, goal)]  # [cell, n cell]
+        for row in rows:
+            row[:, cell - 1 :: cell] = 255  # a white line after each bit
+        gap = np.full((4, self.n_bits * cell, 3), 255)
+        return np.concatenate([rows[0], gap, rows[1]]).astype(np.uint8)
+
     def _index(self, action: int | np.integer | np.ndarray) -> int:
         """The bit to flip: an integer in ``[0, n_bits)``, or one as a one-element array (a float index too)."""
         a = np.asarray(action)
@@ -74,8 +98,8 @@ class BitFlippingEnv(gym.Env):
         return i
 
 
-def make_bit_flipping(n_bits: int = 30) -> gym.Env:
-    """``BitFlippingEnv(n_bits)`` whose episodes last ``n_bits`` steps (a ``TimeLimit``, so that
+def make_bit_flipping(n_bits: int = 30, render_mode: str | None = None, render_cell: int = 16) -> gym.Env:
+    """``BitFlippingEnv(n_bits, ...)`` whose episodes last ``n_bits`` steps (a ``TimeLimit``, so that
     ``env.spec.max_episode_steps`` is ``n_bits``); ``gym.make``'s own ``max_episode_steps`` wraps it again."""
-    env = BitFlippingEnv(n_bits)
+    env = BitFlippingEnv(n_bits, render_mode, render_cell)
     return TimeLimit(env, env.n_bits)

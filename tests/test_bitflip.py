@@ -107,3 +107,18 @@ def test_an_action_outside_the_space_is_refused(action):
     env.reset(seed=0)
     with pytest.raises(ValueError, match=r"expected an integer in \[0, 5\)"):
         env.step(action)
+
+
+def test_rgb_array_renders_the_bits_over_the_goal():
+    env = make_env("BitFlipping-v0", n_bits=5, render_mode="rgb_array", render_cell=4)
+    obs, _ = env.reset(seed=0)
+    frame = env.render()
+    assert frame.shape == (2 * 4 + 4, 5 * 4, 3) and frame.dtype == np.uint8
+    matched = obs["observation"] == obs["desired_goal"]
+    top = frame[0, ::4]  # the first pixel of each bit's cell, top row
+    assert [bool(pixel[1] > pixel[0]) for pixel in top] == matched.tolist()  # green where the bit equals the goal
+    bottom = frame[-1, ::4]
+    assert [bool(pixel[0] < 128) for pixel in bottom] == (obs["desired_goal"] == 1.0).tolist()  # ones dark
+    assert BitFlippingEnv(5).render() is None
+    with pytest.raises(OptionError, match="render_mode='human' is invalid"):
+        make_env("BitFlipping-v0", render_mode="human")
