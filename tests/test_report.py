@@ -58,6 +58,12 @@ def test_trailing_mean_uses_fewer_values_at_the_start():
     np.testing.assert_allclose(trailing_mean(np.array([0.0, 1.0, 1.0, 0.0]), 2), [0.0, 0.5, 1.0, 0.5])
 
 
+def test_a_window_of_one_keeps_each_value_exactly():
+    """Running sums would give 0.8999999999999999 for the last value, and miss a threshold of 0.9 it meets."""
+    values = np.array([0.0, 0.02, 0.02, 0.13, 0.24, 0.41, 0.48, 0.64, 0.9])
+    np.testing.assert_array_equal(trailing_mean(values, 1), values)
+
+
 def test_table_rows_are_window_means_at_milestones_and_the_first_crossing(tmp_path):
     data = tmp_path / "results"
     write_run(data, "a", 0, [0.0, 0.2, 0.6, 1.0, 1.0])  # window-2 means: 0, .1, .4, .8, 1
