@@ -3,7 +3,7 @@
 Collection feeds the policy one row per env. At that size torch's per-op dispatch dominates: a normalized
 forward pass costs ~230 µs, a fifth of a Fetch env step, while the same math in NumPy takes ~60 µs. Updates
 stay in torch; the runner takes a fresh snapshot for every collection and evaluation (the weights only change
-between them), and ``ActorCriticAgent.act`` takes one per call.
+between them), and ``GoalAgent.act`` takes one per call.
 """
 
 from __future__ import annotations
@@ -67,9 +67,10 @@ class HostMLP:
 
 
 class ActingHead(Protocol):
-    """How an agent turns its actor MLP's ``[n, out]`` output into actions in ``[-1, 1]``: ``greedy`` for
-    evaluation, ``explore`` (randomness from ``rng``) for collection. Heads are small frozen dataclasses, so a
-    ``HostPolicy`` pickles to another process (``training.collect.EpisodeWorker``) with its arrays alone."""
+    """How an agent turns its acting MLP's ``[n, out]`` output into actions (in ``[-1, 1]``, or DQN's indices):
+    ``greedy`` for evaluation, ``explore`` (randomness from ``rng``) for collection. Heads are small frozen
+    dataclasses, so a ``HostPolicy`` pickles to another process (``training.collect.EpisodeWorker``) with its arrays
+    alone."""
 
     def greedy(self, out: np.ndarray) -> np.ndarray: ...
     def explore(self, out: np.ndarray, rng: np.random.Generator) -> np.ndarray: ...
@@ -116,11 +117,33 @@ class SquashedGaussianHead:
 
 
 @dataclass(frozen=True)
+class EpsilonGreedyHead:
+    """DQN's actions from ``out``, the ``[n, n_actions]`` action values: the index of the largest (the first of
+    equal ones) as a ``[n, 1]`` float; exploring, with probability ``random_eps`` a uniformly random index instead."""
+
+    n_actions: int
+    random_eps: float
+
+    def greedy(self, out: np.ndarray) -> np.ndarray:
+        """``[n, n_actions] -> [n, 1]``."""
+        return out.argmax(axis=-1)[:, None].astype(np.float32)
+
+    def explore(self, out: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``[n, n_actions] -> [n, 1]``, the random rows drawn from ``rng``."""
+        action = self.greedy(out)
+        random_rows = rng.random(len(action)) < self.random_eps
+        if random_rows.any():  # (a draw of zero rows takes nothing from rng either)
+            action[random_rows, 0] = rng.integers(0, self.n_actions, int(random_rows.sum()))
+        return action
+
+
+@dataclass(frozen=True)
 class HostPolicy:
     """``policy(obs [n, o], goal [n, g], explore, rng) -> actions [n, a]`` float32 in env units.
 
-    ``head`` maps the MLP's ``[n, out]`` output to actions in ``[-1, 1]`` (the agent's own: tanh for DDPG/TD3, a
-    squashed Gaussian for SAC).
+    ``head`` maps the MLP's ``[n, out]`` output to the agent's actions (its own: tanh for DDPG/TD3, a squashed
+    Gaussian for SAC, both in ``[-1, 1]``; DQN's epsilon-greedy argmax, an index as a float, ``[n, 1]``), which
+    ``scale`` multiplies into env units (a Box agent's ``action_max``, 1 for DQN).
 
     A call is a few dozen NumPy operations on one row per env, ~1 µs each, so the two normalizers are applied
     as one, in place, on the concatenated input.
@@ -130,7 +153,7 @@ class HostPolicy:
     goal_norm: HostNormalizer
     net: HostMLP
     head: ActingHead
-    action_max: float
+    scale: float
     _mean: np.ndarray = field(init=False, repr=False)
     _std: np.ndarray = field(init=False, repr=False)
     _clip: np.ndarray = field(init=False, repr=False)
@@ -162,6 +185,6 @@ class HostPolicy:
         else:
             action = self.head.greedy(out)
         action = np.asarray(action, dtype=np.float32)
-        if self.action_max != 1.0:
-            action = action * np.float32(self.action_max)
+        if self.scale != 1.0:
+            action = action * np.float32(self.scale)
         return action

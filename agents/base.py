@@ -1,13 +1,15 @@
-"""What DDPG, TD3 and SAC share: normalized inputs, a critic ensemble with its target, the TD target, one
-gradient step, polyak target updates and persistence. Subclasses supply only their algorithm."""
+"""What the agents share. ``GoalAgent``, the part of every agent: normalized ``[o, g]`` inputs, the TD target,
+mixed precision, optimizer steps, acting in NumPy, its own torch generator and persistence by named parts; DQN
+builds on it. ``ActorCriticAgent`` adds what DDPG, TD3 and SAC share: a critic ensemble with its target, one
+gradient step of critics then actor, polyak target updates. Subclasses supply only their algorithm."""
 
 from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -43,24 +45,33 @@ def frozen(module: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-class ActorCriticAgent(ABC):
-    """An off-policy actor-critic on ``[normalize(o), normalize(g)]`` inputs, with actions in ``[-1, 1]``
-    inside and ``[-action_max, action_max]`` outside.
+class ActionSpaceMismatch(ValueError):
+    """An agent for one kind of action space (discrete or continuous) given an env of the other kind."""
 
-    One update: a gradient step of all critics on the TD error to ``r + discount * next_value(s')`` (the
-    subclass's ``next_value``; the batch's ``discount``, ``gamma`` for one-step transitions), then the
-    subclass's ``actor_update``. The runner moves the targets once per cycle with ``update_targets``.
+
+def action_space_text(env: Mapping[str, Any]) -> str:
+    """How an env record (``training.checkpoint.env_record``) describes its action space: ``Discrete(30)``,
+    ``Box(-1.0, 1.0, (4,))``."""
+    if env.get("n_actions") is not None:
+        return f"Discrete({env['n_actions']})"
+    high = float(env["action_max"])
+    return f"Box({-high}, {high}, ({env['action_dim']},))"
+
+
+class GoalAgent(ABC):
+    """What every agent shares: networks on ``[normalize(o), normalize(g)]`` inputs, the TD target, mixed precision,
+    optimizer steps, acting through a NumPy snapshot (``agents.acting``), an own ``torch.Generator`` for noise drawn
+    while learning, and persistence of the parts that ``stateful`` names.
+
+    ``discrete_actions`` (a class attribute) says which action spaces an agent acts in: ``True``, the indices of a
+    ``Discrete(n)`` space (stored as ``[B, 1]`` float indices); ``False``, a Box. ``env_sizes`` turns an env record
+    into the constructor's size arguments.
 
     Args:
-        obs_dim, goal_dim, action_dim: input and output sizes.
-        action_max: actions lie in ``[-action_max, action_max]``.
-        hidden: hidden layer sizes of actor and critics.
-        lr_actor, lr_critic: Adam learning rates.
+        obs_dim, goal_dim: input sizes.
+        hidden: hidden layer sizes of the networks.
         gamma: discount. polyak: target network averaging factor (0.95 keeps 95% of the old target).
-        action_l2: weight of the ``mean(a^2)`` penalty (``a`` in ``[-1, 1]``) on the actor's mean action.
         clip_target: clip TD targets to ``[-1 / (1 - gamma), 0]``, the return range for rewards in ``[-1, 0]``.
-        n_critics: size of the critic ensemble; TD targets take the minimum over the target critics.
-        critic_layer_norm: LayerNorm before each hidden ReLU of the critics.
         norm_eps, norm_clip: observation/goal normalizer std floor and output clip.
         precision: ``fp32``; ``bf16``: the networks' forward and backward passes of an update run under
             ``torch.autocast`` in bfloat16 (matrix products in bf16; the networks' outputs, TD targets, losses,
@@ -70,70 +81,82 @@ class ActorCriticAgent(ABC):
         device: torch device of networks and batches.
     """
 
+    discrete_actions: ClassVar[bool]
+
     def __init__(
         self,
         obs_dim: int,
         goal_dim: int,
-        action_dim: int,
-        action_max: float = 1.0,
         *,
-        hidden: Sequence[int] = (256, 256, 256),
-        lr_actor: float = 1e-3,
-        lr_critic: float = 1e-3,
-        gamma: float = 0.98,
-        polyak: float = 0.95,
-        action_l2: float = 1.0,
-        clip_target: bool = True,
-        n_critics: int = 1,
-        critic_layer_norm: bool = False,
-        norm_eps: float = 0.01,
-        norm_clip: float = 5.0,
-        precision: str = "auto",
-        device: str | torch.device = "cpu",
+        hidden: Sequence[int],
+        gamma: float,
+        polyak: float,
+        clip_target: bool,
+        norm_eps: float,
+        norm_clip: float,
+        precision: str,
+        device: str | torch.device,
     ) -> None:
         self.obs_dim = validation.positive_int("obs_dim", obs_dim)
         self.goal_dim = validation.positive_int("goal_dim", goal_dim)
-        self.action_dim = validation.positive_int("action_dim", action_dim)
-        self.action_max = validation.positive_real("action_max", action_max)
         self.hidden = validation.int_sequence("hidden", hidden)
         self.gamma = validation.real_in_range("gamma", gamma, 0.0, 1.0, high_open=True)
         self.polyak = validation.real_in_range("polyak", polyak, 0.0, 1.0)
-        self.action_l2 = validation.real_in_range("action_l2", action_l2, 0.0, float("inf"), high_open=True)
         self.clip_target = validation.boolean("clip_target", clip_target)
-        self.n_critics = validation.positive_int("n_critics", n_critics)
-        self.critic_layer_norm = validation.boolean("critic_layer_norm", critic_layer_norm)
         self.precision = validation.choice("precision", precision, PRECISIONS)
         self.device = torch.device(device)
-
         self.obs_norm = RunningNormalizer(obs_dim, norm_eps, norm_clip, self.device)
         self.goal_norm = RunningNormalizer(goal_dim, norm_eps, norm_clip, self.device)
-        in_dim = obs_dim + goal_dim
-        self.actor = self.build_actor(in_dim).to(self.device)
-        self.critic = CriticEnsemble(in_dim, action_dim, self.hidden, self.n_critics, self.critic_layer_norm)
-        self.critic = self.critic.to(self.device)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = Adam(self.actor.parameters(), validation.positive_real("lr_actor", lr_actor))
-        self.critic_opt = Adam(self.critic.parameters(), validation.positive_real("lr_critic", lr_critic))
         self.generator: torch.Generator | None = None  # set by agents that sample noise while learning
         self.n_updates = 0
 
-    # --- what each algorithm defines --------------------------------------------------------------
+    @classmethod
     @abstractmethod
-    def build_actor(self, in_dim: int) -> nn.Module:
-        """The policy network on ``[B, in_dim]`` inputs."""
+    def env_sizes(cls, env: Mapping[str, Any]) -> tuple[int | float, ...]:
+        """The constructor's size arguments for an env record (``obs_dim``, ``goal_dim``, ``action_dim``,
+        ``action_max``, ``n_actions``: ``training.checkpoint.env_record``)."""
+
+    @classmethod
+    def check_action_space(cls, env: Mapping[str, Any]) -> None:
+        """Raise ``ActionSpaceMismatch`` unless the env record's action space is of this agent's kind."""
+        if cls.discrete_actions == (env.get("n_actions") is not None):
+            return
+        kind = "discrete actions (a gymnasium Discrete space)" if cls.discrete_actions else "continuous actions (a Box)"
+        raise ActionSpaceMismatch(
+            f"{cls.__module__.split('.')[0]}.{cls.__name__} acts with {kind}, and {env.get('id', 'the env')} has "
+            f"{action_space_text(env)}"
+        )
+
+    # --- what each agent defines ----------------------------------------------------------------
+    @abstractmethod
+    def acting_net(self) -> nn.Sequential:
+        """The MLP on normalized ``[o, g]`` inputs that acting runs (copied to NumPy by ``acting_policy``)."""
 
     @abstractmethod
     def acting_head(self) -> ActingHead:
-        """How the actor MLP's output (``actor.net``, computed in NumPy by ``agents.acting``) becomes greedy and
-        exploring actions in ``[-1, 1]``."""
+        """How the output of ``acting_net`` (computed in NumPy by ``agents.acting``) becomes greedy and exploring
+        actions: in ``[-1, 1]`` for a Box agent (``action_scale`` then gives env units), indices for a discrete
+        one."""
 
     @abstractmethod
-    def next_value(self, next_x: torch.Tensor) -> torch.Tensor:
-        """``[B, in_dim] -> [B]`` the value of the next states that the TD target bootstraps from."""
+    def random_actions(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``[n, a]`` float32 actions drawn uniformly from the action space, in env units (a probe's batches)."""
 
     @abstractmethod
-    def actor_update(self, x: torch.Tensor) -> dict[str, float]:
-        """Train the policy on ``[B, in_dim]`` states after the critic step; returns at least ``actor_loss``."""
+    def update(self, batch: Transitions) -> dict[str, float]:
+        """One gradient update on a batch; returns its losses and statistics."""
+
+    @abstractmethod
+    def update_targets(self) -> None:
+        """Move the target networks toward the online ones."""
+
+    @abstractmethod
+    def stateful(self) -> dict[str, Any]:
+        """The parts saved by ``state_dict``, by name: each has its own ``state_dict``/``load_state_dict``."""
+
+    def action_scale(self) -> float:
+        """What acting multiplies ``acting_head``'s actions by to give env units."""
+        return 1.0
 
     # --- acting ---------------------------------------------------------------------------------
     def inputs(self, obs: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
@@ -146,9 +169,9 @@ class ActorCriticAgent(ABC):
         return HostPolicy(
             self.obs_norm.host(),
             self.goal_norm.host(),
-            HostMLP.from_sequential(self.actor.net),
+            HostMLP.from_sequential(self.acting_net()),
             self.acting_head(),
-            self.action_max,
+            self.action_scale(),
         )
 
     def act(
@@ -198,6 +221,128 @@ class ActorCriticAgent(ABC):
         """
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
+    @staticmethod
+    def step(optimizer: Adam, loss: torch.Tensor) -> None:
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    # --- persistence ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {name: part.state_dict() for name, part in self.stateful().items()}
+        state["n_updates"] = self.n_updates
+        if self.generator is not None:
+            state["generator"] = self.generator.get_state()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, part in self.stateful().items():
+            part.load_state_dict(state[name])
+        self.n_updates = int(state["n_updates"])
+        if self.generator is not None:
+            self.generator.set_state(state["generator"])
+
+
+class ActorCriticAgent(GoalAgent):
+    """An off-policy actor-critic on ``[normalize(o), normalize(g)]`` inputs, with actions in ``[-1, 1]``
+    inside and ``[-action_max, action_max]`` outside.
+
+    One update: a gradient step of all critics on the TD error to ``r + discount * next_value(s')`` (the
+    subclass's ``next_value``; the batch's ``discount``, ``gamma`` for one-step transitions), then the
+    subclass's ``actor_update``. The runner moves the targets once per cycle with ``update_targets``.
+
+    Args:
+        obs_dim, goal_dim, action_dim: input and output sizes.
+        action_max: actions lie in ``[-action_max, action_max]``.
+        hidden: hidden layer sizes of actor and critics.
+        lr_actor, lr_critic: Adam learning rates.
+        action_l2: weight of the ``mean(a^2)`` penalty (``a`` in ``[-1, 1]``) on the actor's mean action.
+        n_critics: size of the critic ensemble; TD targets take the minimum over the target critics.
+        critic_layer_norm: LayerNorm before each hidden ReLU of the critics.
+        gamma, polyak, clip_target, norm_eps, norm_clip, precision, device: as :class:`GoalAgent`.
+    """
+
+    discrete_actions = False
+
+    def __init__(
+        self,
+        obs_dim: int,
+        goal_dim: int,
+        action_dim: int,
+        action_max: float = 1.0,
+        *,
+        hidden: Sequence[int] = (256, 256, 256),
+        lr_actor: float = 1e-3,
+        lr_critic: float = 1e-3,
+        gamma: float = 0.98,
+        polyak: float = 0.95,
+        action_l2: float = 1.0,
+        clip_target: bool = True,
+        n_critics: int = 1,
+        critic_layer_norm: bool = False,
+        norm_eps: float = 0.01,
+        norm_clip: float = 5.0,
+        precision: str = "auto",
+        device: str | torch.device = "cpu",
+    ) -> None:
+        super().__init__(
+            obs_dim,
+            goal_dim,
+            hidden=hidden,
+            gamma=gamma,
+            polyak=polyak,
+            clip_target=clip_target,
+            norm_eps=norm_eps,
+            norm_clip=norm_clip,
+            precision=precision,
+            device=device,
+        )
+        self.action_dim = validation.positive_int("action_dim", action_dim)
+        self.action_max = validation.positive_real("action_max", action_max)
+        self.action_l2 = validation.real_in_range("action_l2", action_l2, 0.0, float("inf"), high_open=True)
+        self.n_critics = validation.positive_int("n_critics", n_critics)
+        self.critic_layer_norm = validation.boolean("critic_layer_norm", critic_layer_norm)
+
+        in_dim = obs_dim + goal_dim
+        self.actor = self.build_actor(in_dim).to(self.device)
+        self.critic = CriticEnsemble(in_dim, action_dim, self.hidden, self.n_critics, self.critic_layer_norm)
+        self.critic = self.critic.to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_opt = Adam(self.actor.parameters(), validation.positive_real("lr_actor", lr_actor))
+        self.critic_opt = Adam(self.critic.parameters(), validation.positive_real("lr_critic", lr_critic))
+
+    @classmethod
+    def env_sizes(cls, env: Mapping[str, Any]) -> tuple[int | float, ...]:
+        """``(obs_dim, goal_dim, action_dim, action_max)``."""
+        return env["obs_dim"], env["goal_dim"], env["action_dim"], env["action_max"]
+
+    # --- what each algorithm defines --------------------------------------------------------------
+    @abstractmethod
+    def build_actor(self, in_dim: int) -> nn.Module:
+        """The policy network on ``[B, in_dim]`` inputs."""
+
+    @abstractmethod
+    def next_value(self, next_x: torch.Tensor) -> torch.Tensor:
+        """``[B, in_dim] -> [B]`` the value of the next states that the TD target bootstraps from."""
+
+    @abstractmethod
+    def actor_update(self, x: torch.Tensor) -> dict[str, float]:
+        """Train the policy on ``[B, in_dim]`` states after the critic step; returns at least ``actor_loss``."""
+
+    # --- acting ---------------------------------------------------------------------------------
+    def acting_net(self) -> nn.Sequential:
+        """The actor's MLP; ``acting_head`` maps its output to actions in ``[-1, 1]``."""
+        return self.actor.net
+
+    def action_scale(self) -> float:
+        """``action_max``: the actor works in ``[-1, 1]``."""
+        return self.action_max
+
+    def random_actions(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``[n, action_dim]`` uniform in ``[-action_max, action_max]``."""
+        return rng.uniform(-self.action_max, self.action_max, (n, self.action_dim)).astype(np.float32)
+
+    # --- learning -------------------------------------------------------------------------------
     def critic_loss(self, x: torch.Tensor, next_x: torch.Tensor, b: Transitions) -> tuple[torch.Tensor, torch.Tensor]:
         """Sum over critics of the mean squared TD error, and the ``[n_critics, B]`` Q values of the batch.
         The networks return float32 under ``autocast`` too, so targets and errors are float32."""
@@ -209,12 +354,6 @@ class ActorCriticAgent(ABC):
     def action_penalty(self, action: torch.Tensor) -> torch.Tensor:
         """``action_l2 * mean(action^2)`` of ``[B, a]`` actions in ``[-1, 1]``."""
         return self.action_l2 * action.pow(2).mean()
-
-    @staticmethod
-    def step(optimizer: Adam, loss: torch.Tensor) -> None:
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
 
     def update(self, batch: Transitions) -> dict[str, float]:
         """One critic step and the actor's update on a batch. Returns losses and mean Q."""
@@ -236,7 +375,6 @@ class ActorCriticAgent(ABC):
 
     # --- persistence ----------------------------------------------------------------------------
     def stateful(self) -> dict[str, Any]:
-        """The parts saved by ``state_dict``, by name: each has its own ``state_dict``/``load_state_dict``."""
         return {
             "actor": self.actor,
             "critic": self.critic,
@@ -246,17 +384,3 @@ class ActorCriticAgent(ABC):
             "obs_norm": self.obs_norm,
             "goal_norm": self.goal_norm,
         }
-
-    def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {name: part.state_dict() for name, part in self.stateful().items()}
-        state["n_updates"] = self.n_updates
-        if self.generator is not None:
-            state["generator"] = self.generator.get_state()
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name, part in self.stateful().items():
-            part.load_state_dict(state[name])
-        self.n_updates = int(state["n_updates"])
-        if self.generator is not None:
-            self.generator.set_state(state["generator"])

@@ -3,7 +3,8 @@
 
 The exported graph takes ``observation [n, obs_dim]`` and ``desired_goal [n, goal_dim]`` (float32, any ``n``) and
 returns ``action [n, action_dim]`` in env units: the agent's deterministic action with the observation and goal
-normalizers (their clipping included) and the action scaling inside, as ``agents.policy.Policy.act`` computes it.
+normalizers (their clipping included) and the action scaling inside, as ``agents.policy.Policy.act`` computes it;
+for DQN (a ``Discrete`` action space) ``action [n]``, the int64 index of the greedy action.
 """
 
 from __future__ import annotations
@@ -61,6 +62,22 @@ class ExportedPolicy(nn.Module):
         return self.actor.deterministic(x) * self.action_max
 
 
+class ExportedGreedyPolicy(nn.Module):
+    """``(observation [n, o], desired_goal [n, g]) -> action [n]`` int64: a float32 CPU copy of DQN's normalizers and
+    Q-network, the index of its largest action value (the first of equal ones, as ``Policy.act``)."""
+
+    def __init__(self, agent: nn.Module) -> None:
+        super().__init__()
+        self.obs_norm = NormalizedInput(agent.obs_norm.host())
+        self.goal_norm = NormalizedInput(agent.goal_norm.host())
+        self.q = copy.deepcopy(agent.q).float().cpu().eval().requires_grad_(False)
+
+    def forward(self, observation: torch.Tensor, desired_goal: torch.Tensor) -> torch.Tensor:
+        """``[n, o], [n, g] -> [n]``."""
+        x = torch.cat([self.obs_norm(observation), self.goal_norm(desired_goal)], dim=-1)
+        return self.q(x).argmax(dim=-1)
+
+
 def output_path(checkpoint: Path, fmt: str) -> Path:
     """Where a checkpoint's export goes by default: its run dir, named after it (``checkpoints/last.pt`` ->
     ``<run dir>/last.onnx``, ``policy.pt`` -> ``<run dir>/policy.onnx`` or ``policy.torchscript.pt``)."""
@@ -84,7 +101,7 @@ def export_policy(policy: str | Path, fmt: str = "onnx", output: str | Path | No
     if path.resolve() == checkpoint.resolve():
         raise ExportError(f"output={str(path)!r} is invalid: it is the checkpoint exported")
     loaded = load_policy(checkpoint)
-    module = ExportedPolicy(loaded.agent)
+    module = (ExportedGreedyPolicy if loaded.agent.discrete_actions else ExportedPolicy)(loaded.agent)
     example = tuple(torch.zeros(2, loaded.env[f"{key}_dim"]) for key in ("obs", "goal"))
     if fmt == "onnx":
         write_onnx(module, example, path)

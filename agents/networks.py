@@ -1,4 +1,5 @@
-"""MLP actors and critics for goal-conditioned agents; inputs are already normalized, actions lie in ``[-1, 1]``.
+"""MLP actors and critics for goal-conditioned agents, and DQN's Q-network; inputs are already normalized,
+continuous actions lie in ``[-1, 1]``.
 
 Outputs are float32 also where the layers ran in bfloat16 under ``torch.autocast`` (``precision=bf16``), so
 what is computed from them (tanh, log-probs, TD targets, losses) keeps float32 accuracy.
@@ -119,6 +120,18 @@ class CriticEnsemble(nn.Module):
     def min(self, x: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """``[B, in_dim], [B, action_dim] -> [B]``: the smallest estimate (clipped double Q)."""
         return self(x, action).min(dim=0).values
+
+
+class QNetwork(nn.Module):
+    """``Q([o, g], .)``: one value per discrete action, ``mlp([o, g]) -> [n_actions]`` (DQN)."""
+
+    def __init__(self, in_dim: int, n_actions: int, hidden: Sequence[int]) -> None:
+        super().__init__()
+        self.net = mlp(in_dim, hidden, n_actions)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, in_dim] -> [B, n_actions]``."""
+        return self.net(x).float()
 
 
 class Temperature(nn.Module):

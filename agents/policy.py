@@ -39,9 +39,12 @@ def agent_class(import_path: str) -> type:
 def make_agent(
     import_path: str, env: Mapping[str, Any], kwargs: Mapping[str, Any], device: str | torch.device = "cpu"
 ) -> Any:
-    """``cls(obs_dim, goal_dim, action_dim, action_max, **kwargs, device=device)``: the call train.py makes."""
+    """``cls(*cls.env_sizes(env), **kwargs, device=device)``, the call train.py makes (``(obs_dim, goal_dim,
+    action_dim, action_max)`` for DDPG, TD3 and SAC, ``(obs_dim, goal_dim, n_actions)`` for DQN); an agent for the
+    other kind of action space than the env record's raises ``ActionSpaceMismatch``."""
     cls = agent_class(import_path)
-    return cls(env["obs_dim"], env["goal_dim"], env["action_dim"], env["action_max"], **kwargs, device=device)
+    cls.check_action_space(env)
+    return cls(*cls.env_sizes(env), **kwargs, device=device)
 
 
 class Policy:
@@ -62,13 +65,15 @@ class Policy:
 
     def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
         """``{"observation": [o] or [n, o], "desired_goal": [g] or [n, g], ...} -> [a] or [n, a]`` float32
-        actions in env units."""
+        actions in env units; for a discrete action space (DQN) the int64 action index, one ``[]`` or ``[n]``."""
         o = self._field(obs, "observation", self.env["obs_dim"])
         g = self._field(obs, "desired_goal", self.env["goal_dim"])
         if o.ndim != g.ndim or len(o) != len(g):
             raise ValueError(f"observation {o.shape} and desired_goal {g.shape} differ in batch shape")
         batched = o.ndim == 2
         action = self._act(np.atleast_2d(o), np.atleast_2d(g), False)
+        if self.agent.discrete_actions:
+            action = action[:, 0].astype(np.int64)
         return action if batched else action[0]
 
     @staticmethod
@@ -82,9 +87,9 @@ class Policy:
 
     def check_env_sizes(self, env: Mapping[str, Any], path: str | Path = "") -> None:
         """Raise ``CheckpointError`` if an env's sizes (``obs_dim``, ``goal_dim``, ``action_dim``,
-        ``action_max``) differ from those the policy was trained on."""
-        sizes = ("obs_dim", "goal_dim", "action_dim", "action_max")
-        problems = checkpoint_file.mismatches({k: self.env[k] for k in sizes}, {k: env[k] for k in sizes})
+        ``action_max``, ``n_actions`` of a discrete action space) differ from those the policy was trained on."""
+        sizes = ("obs_dim", "goal_dim", "action_dim", "action_max", "n_actions")
+        problems = checkpoint_file.mismatches({k: self.env.get(k) for k in sizes}, {k: env.get(k) for k in sizes})
         if problems:
             raise CheckpointError(
                 path, f"a policy for {self.env['id']} does not fit {env['id']}: " + "; ".join(problems)
@@ -98,7 +103,7 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
     saved = checkpoint_file.load(path)
     try:
         agent = make_agent(saved["agent_class"], saved["env"], saved["agent_kwargs"], device)
-    except (ValueError, TypeError, ImportError) as err:
+    except (ValueError, TypeError, ImportError, KeyError) as err:
         raise CheckpointError(path, f"cannot rebuild the agent: {err}") from None
     checkpoint_file.load_agent_state(path, agent, saved["agent"])
     return Policy(agent, saved["env"], saved["counters"])

@@ -40,16 +40,15 @@ ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 
 
 class Updating(Protocol):
-    """What the probe needs of an agent: its sizes, device, precision and ``update``."""
+    """What the probe needs of an agent: its sizes, random actions, device, precision and ``update``."""
 
     obs_dim: int
     goal_dim: int
-    action_dim: int
-    action_max: float
     gamma: float
     device: torch.device
     precision: str
 
+    def random_actions(self, rng: np.random.Generator, n: int) -> np.ndarray: ...
     def update(self, batch: Transitions) -> dict[str, float]: ...
 
 
@@ -86,8 +85,9 @@ def bf16_native(device: torch.device) -> bool:
 
 
 def synthetic_batch(agent: Updating, batch_size: int, seed: int = 0) -> Transitions:
-    """A ``batch_size`` batch of the agent's sizes: Gaussian observations and goals, actions in bounds,
-    sparse rewards in ``{-1, 0}``, one-step discounts. Drawn from its own generator (no run state is touched)."""
+    """A ``batch_size`` batch of the agent's sizes: Gaussian observations and goals, uniform actions of its action
+    space (``agent.random_actions``), sparse rewards in ``{-1, 0}``, one-step discounts. Drawn from its own
+    generator (no run state is touched)."""
     rng = np.random.default_rng(seed)
 
     def normal(dim: int) -> np.ndarray:
@@ -95,7 +95,7 @@ def synthetic_batch(agent: Updating, batch_size: int, seed: int = 0) -> Transiti
 
     return Transitions(
         obs=normal(agent.obs_dim),
-        action=rng.uniform(-agent.action_max, agent.action_max, (batch_size, agent.action_dim)).astype(np.float32),
+        action=agent.random_actions(rng, batch_size),
         reward=-(rng.random(batch_size) < 0.9).astype(np.float32),
         next_obs=normal(agent.obs_dim),
         goal=normal(agent.goal_dim),

@@ -22,6 +22,7 @@ from her import validation
 from her.goals import GOAL_KEYS, RewardFn
 
 POINT_ENV_ID = "PointReach-v0"
+BIT_FLIPPING_ENV_ID = "BitFlipping-v0"
 VECTORIZATION_MODES = ("sync", "async")
 FAILURE_REWARD = -1.0
 """The reward of a step whose achieved or desired goal holds NaN or inf: a failure of the sparse ``-1/0`` reward."""
@@ -37,9 +38,12 @@ PRESET_IDS = (
 
 @functools.cache
 def _register() -> None:
-    """Register our point env and, if installed, the gymnasium-robotics envs (imported lazily: MuJoCo)."""
+    """Register our point and bit-flipping envs and, if installed, the gymnasium-robotics envs (imported lazily:
+    MuJoCo). Bit flipping's episodes last ``n_bits`` steps, a make keyword: its entry point adds the time limit."""
     if POINT_ENV_ID not in gym.registry:
         gym.register(POINT_ENV_ID, entry_point="envs.point:PointReachEnv", max_episode_steps=50)
+    if BIT_FLIPPING_ENV_ID not in gym.registry:
+        gym.register(BIT_FLIPPING_ENV_ID, entry_point="envs.bitflip:make_bit_flipping")
     try:
         # Its import prints a notice about the Adroit envs (unused here) to stderr on every run.
         with contextlib.redirect_stderr(io.StringIO()):
@@ -53,7 +57,7 @@ def known_env_ids() -> list[str]:
     """Goal-env ids this project supports out of the box: those of configs/env/ and the other Fetch -v4 ids."""
     _register()
     fetch = sorted(i for i in gym.registry if i.startswith("Fetch") and i.endswith("-v4"))
-    return [POINT_ENV_ID, *fetch, *(i for i in PRESET_IDS if i in gym.registry)]
+    return [POINT_ENV_ID, BIT_FLIPPING_ENV_ID, *fetch, *(i for i in PRESET_IDS if i in gym.registry)]
 
 
 class EpisodeTerminated(RuntimeError):
@@ -121,8 +125,9 @@ def _refused(env_id: str, kwargs: Mapping[str, Any], err: Exception) -> validati
 
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     """``gym.make(env_id, **kwargs)`` checked to be a goal env: Dict observations with ``observation``,
-    ``achieved_goal``, ``desired_goal``, a symmetric Box action space, a ``max_episode_steps`` time limit
-    and ``unwrapped.compute_reward``; wrapped in ``FixedLengthGoalEnv``.
+    ``achieved_goal``, ``desired_goal``, a symmetric Box action space or a ``Discrete`` one (actions
+    ``0..n-1``), a ``max_episode_steps`` time limit and ``unwrapped.compute_reward``; wrapped in
+    ``FixedLengthGoalEnv``.
 
     ``env_id`` is a registered id or ``module:EnvId``. ``kwargs`` go to ``gym.make``: the env's constructor
     (``reward_type``, a maze map, ...) or ``max_episode_steps``; one the env refuses raises an
@@ -149,12 +154,15 @@ def _not_a_goal_env(env_id: str, env: gym.Env) -> str | None:
     if not isinstance(obs_space, spaces.Dict) or set(obs_space.spaces) != set(GOAL_KEYS):
         return f"{env_id} is not a goal env: observation space must be a Dict with keys {GOAL_KEYS}"
     act = env.action_space
-    if (
+    if isinstance(act, spaces.Discrete):
+        if act.start != 0:
+            return f"{env_id} needs a Discrete action space of actions 0..n-1, got {act}"
+    elif (
         not isinstance(act, spaces.Box)
         or not np.allclose(act.low, -act.high)
         or not np.allclose(act.high, act.high.flat[0])
     ):
-        return f"{env_id} needs a Box action space with equal symmetric bounds, got {act}"
+        return f"{env_id} needs a Box action space with equal symmetric bounds or a Discrete one, got {act}"
     if env.spec is None or env.spec.max_episode_steps is None:
         return f"{env_id} has no max_episode_steps: HER needs fixed-length episodes"
     if not callable(getattr(env.unwrapped, "compute_reward", None)):
@@ -195,7 +203,12 @@ def failing_non_finite_goals(compute_reward: RewardFn) -> RewardFn:
 
 @dataclass(frozen=True)
 class EnvInfo:
-    """Sizes and the reward function of a goal env, read once from one instance."""
+    """Sizes and the reward function of a goal env, read once from one instance.
+
+    ``action_dim`` is the width of an action as stored: a Box's components, or 1 for a ``Discrete(n)`` space (the
+    action's index, as a float). ``action_max``: a Box's bound (actions in ``[-action_max, action_max]``), or the
+    largest index ``n - 1``. ``n_actions``: ``n`` of a ``Discrete(n)`` space, ``None`` for a Box.
+    """
 
     obs_dim: int
     goal_dim: int
@@ -203,6 +216,12 @@ class EnvInfo:
     action_max: float
     horizon: int
     compute_reward: RewardFn
+    n_actions: int | None = None
+
+    @property
+    def discrete(self) -> bool:
+        """Whether actions are indices of a ``Discrete`` space."""
+        return self.n_actions is not None
 
 
 def env_info(env: gym.Env) -> EnvInfo:
@@ -213,13 +232,16 @@ def env_info(env: gym.Env) -> EnvInfo:
         # gymnasium-robotics' HandManipulatePen* (ignore_z_target_rotation=True) sets the z angle of row 2 of
         # a batch, not of each row (`euler_a[2] = euler_b[2]`), so its batched rewards are wrong: call it per row.
         compute_reward = _row_by_row(compute_reward)
+    act = env.action_space
+    n_actions = int(act.n) if isinstance(act, spaces.Discrete) else None
     return EnvInfo(
         obs_dim=int(obs_space["observation"].shape[0]),
         goal_dim=int(obs_space["desired_goal"].shape[0]),
-        action_dim=int(env.action_space.shape[0]),
-        action_max=float(env.action_space.high.flat[0]),
+        action_dim=1 if n_actions is not None else int(act.shape[0]),
+        action_max=float(n_actions - 1) if n_actions is not None else float(act.high.flat[0]),
         horizon=int(env.spec.max_episode_steps),
         compute_reward=failing_non_finite_goals(compute_reward),
+        n_actions=n_actions,
     )
 
 

@@ -174,6 +174,30 @@ def test_a_policy_for_another_env_is_refused(run_dir):
         policy.check_env_sizes(fetch, "x.pt")
 
 
+def test_a_dqn_policy_acts_with_action_indices_and_refuses_another_number_of_bits(tmp_path):
+    """``load_policy`` rebuilds DQN from a bit-flipping run's checkpoint: its ``act`` gives the int64 indices of the
+    greedy actions (one, or a batch), which step the env; the record has ``n_actions``, which a 9-bit env differs in."""
+    overrides = [o for o in POINT_TINY if o != "env=PointReach"]
+    train(compose_config(*overrides, "env=BitFlipping", "env.n_bits=8", "agent=dqn"), tmp_path)
+    policy = load_policy(tmp_path)
+    assert policy.env["n_actions"] == 8 and policy.env["action_dim"] == 1
+    env = make_env("BitFlipping-v0", n_bits=8)
+    obs, _ = env.reset(seed=0)
+    action = policy.act(obs)
+    assert action.dtype == np.int64 and action.shape == () and 0 <= action < 8
+    with torch.no_grad():
+        x = policy.agent.inputs(torch.as_tensor(obs["observation"])[None], torch.as_tensor(obs["desired_goal"])[None])
+        assert action == int(policy.agent.q(x).argmax())
+    env.step(action)
+    batch = {k: np.stack([v] * 3) for k, v in obs.items()}
+    np.testing.assert_array_equal(policy.act(batch), [action] * 3)
+    nine = checkpoint.env_record("BitFlipping-v0", env_info(make_env("BitFlipping-v0", n_bits=9)), {"n_bits": 9})
+    with pytest.raises(CheckpointError, match="does not fit BitFlipping-v0: .*n_actions: 8 in the file, 9 expected"):
+        policy.check_env_sizes(nine, "x.pt")
+    box = checkpoint.env_record("PointReach-v0", env_info(make_env("PointReach-v0")))
+    assert "n_actions" not in box  # a Box env's record is as it was before discrete action spaces
+
+
 def test_a_file_of_another_format_version_is_refused(run_dir, tmp_path):
     outer = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     torch.save({**outer, "version": checkpoint_file.VERSION + 1}, tmp_path / "newer.pt")

@@ -1,5 +1,5 @@
 """The runner's loop: a SyncVectorEnv's envs stepped directly give the same episodes as gymnasium's own step;
-``learn`` draws a cycle's batches at once."""
+``learn`` draws a cycle's batches at once; a ``Discrete`` env's actions travel as float indices."""
 
 from __future__ import annotations
 
@@ -65,4 +65,39 @@ def test_learn_draws_a_cycles_batches_at_once_and_slices_them():
     whole = np.concatenate([b.obs.numpy() for b in seen])
     assert len({row.tobytes() for row in whole}) > 16  # five different slices, not one batch five times
     assert runner.learn(0) == [] and draws == [80] and targets == [True, True]
+    runner.close()
+
+
+def test_discrete_actions_are_stored_as_float_indices_and_step_the_envs_as_integers():
+    """A ``Discrete`` env's episodes hold each action as a ``[1]`` float index, the bit that flipped, with the sync
+    (direct) and async (subprocess) vector envs alike."""
+    rng = np.random.default_rng(0)
+
+    def policy(obs: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        return rng.integers(0, 6, (len(obs), 1)).astype(np.float32)
+
+    rollouts = []
+    for vectorization in ("sync", "async"):
+        rng = np.random.default_rng(0)
+        envs = make_vector_env("BitFlipping-v0", 2, vectorization, {"n_bits": 6})
+        rollouts.append(collect_episodes(envs, policy, 4, 6, seed=3))
+        envs.close()
+    sync, batched = rollouts
+    for key in ("obs", "ag", "g", "action"):
+        np.testing.assert_array_equal(sync.episodes[key], batched.episodes[key])
+    obs, action = sync.episodes["obs"], sync.episodes["action"]
+    assert action.shape == (4, 6, 1) and action.dtype == np.float32
+    flipped = np.argmax(obs[:, 1:] != obs[:, :-1], axis=-1)  # [4, 6]: the one bit each step changed
+    assert np.all((obs[:, 1:] != obs[:, :-1]).sum(-1) == 1)
+    np.testing.assert_array_equal(flipped, action[..., 0])
+
+
+def test_the_random_steps_of_a_discrete_env_draw_every_index():
+    cfg = compose_config("env=BitFlipping", "env.n_bits=5", "agent=dqn", "runner.random_steps=10", "torch_threads=1",
+                         "progress=false")  # fmt: skip
+    runner, _ = build_runner(cfg, run_dir=None)
+    policy = runner.collecting_policy()
+    actions = policy(np.zeros((2000, 5), np.float32), np.zeros((2000, 5), np.float32), True, np.random.default_rng(0))
+    assert actions.shape == (2000, 1) and actions.dtype == np.float32
+    assert np.all(np.bincount(actions[:, 0].astype(int), minlength=5) > 300)
     runner.close()

@@ -11,13 +11,14 @@ import torch
 import yaml
 from conftest import CONFIG_DIR, compose_config
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import OmegaConf
 
-from agents import ActorCriticAgent
+from agents import GoalAgent
 from envs import env_info, make_env, make_vector_env
 from her import HerReplayBuffer
 from training.build import vectorization
+from training.checkpoint import env_record
 from training.distributed import Distributed
 from training.runner import Runner
 
@@ -33,8 +34,10 @@ def test_every_group_has_options():
         assert options(group), group
 
 
-# (obs_dim, goal_dim, action_dim, episode steps) of each env config, as docs/envs.md gives them.
+# (obs_dim, goal_dim, action_dim, episode steps) of each env config, as docs/envs.md gives them (the action_dim of
+# a Discrete action space is 1: its index).
 ENV_SIZES = {
+    "BitFlipping": (30, 30, 1, 30),
     "FetchReach": (10, 3, 4, 50),
     "FetchPush": (25, 3, 4, 50),
     "FetchPickAndPlace": (25, 3, 4, 50),
@@ -64,14 +67,21 @@ def test_env_configs_compose_and_build(env):
     e.close()
 
 
+# The agent each env trains with in these tests: DDPG, unless its action space is Discrete.
+AGENT_OF_ENV = {"BitFlipping": "dqn"}
+# An env each agent trains on in these tests.
+ENV_OF_AGENT = {"dqn": "BitFlipping"}
+
+
 @pytest.mark.parametrize("env", options("env"))
 def test_env_configs_run_one_short_cycle(env, tmp_path):
     from training.cli import train
 
     cfg = compose_config(
-        f"env={env}", "device=cpu", "torch_threads=1", "progress=false", "logger.tensorboard=false",
-        "env.num_envs=1", "env.vectorization=sync", "runner.epochs=1", "runner.cycles_per_epoch=1",
-        "runner.episodes_per_cycle=1", "runner.updates_per_cycle=1", "runner.eval_episodes=1", "buffer.size=1000",
+        f"env={env}", f"agent={AGENT_OF_ENV.get(env, 'ddpg')}", "device=cpu", "torch_threads=1", "progress=false",
+        "logger.tensorboard=false", "env.num_envs=1", "env.vectorization=sync", "runner.epochs=1",
+        "runner.cycles_per_epoch=1", "runner.episodes_per_cycle=1", "runner.updates_per_cycle=1",
+        "runner.eval_episodes=1", "buffer.size=1000",
     )  # fmt: skip
     metrics = train(cfg, tmp_path)
     assert metrics["env_steps"] == ENV_SIZES[env][3] and metrics["updates"] == 1
@@ -82,8 +92,9 @@ def test_env_configs_run_one_short_cycle(env, tmp_path):
 @pytest.mark.parametrize("buffer", options("buffer"))
 @pytest.mark.parametrize("runner", options("runner"))
 def test_agent_buffer_runner_configs_instantiate(agent, buffer, runner):
-    cfg = compose_config("env=PointReach", f"agent={agent}", f"buffer={buffer}", f"runner={runner}", "buffer.size=1000")
-    e = make_env(cfg.env.id)
+    env = ENV_OF_AGENT.get(agent, "PointReach")
+    cfg = compose_config(f"env={env}", f"agent={agent}", f"buffer={buffer}", f"runner={runner}", "buffer.size=1000")
+    e = make_env(cfg.env.id, **cfg.env.kwargs)
     info = env_info(e)
     buf = instantiate(cfg.buffer)(
         horizon=info.horizon,
@@ -93,9 +104,10 @@ def test_agent_buffer_runner_configs_instantiate(agent, buffer, runner):
         reward_fn=info.compute_reward,
     )
     assert isinstance(buf, HerReplayBuffer) and buf.batch_size == cfg.buffer.batch_size
-    ag = instantiate(cfg.agent)(info.obs_dim, info.goal_dim, info.action_dim, info.action_max, device="cpu")
-    assert isinstance(ag, ActorCriticAgent)
-    venv = make_vector_env(cfg.env.id, cfg.env.num_envs, vectorization(cfg))
+    sizes = get_object(cfg.agent._target_).env_sizes(env_record(cfg.env.id, info))
+    ag = instantiate(cfg.agent)(*sizes, device="cpu")
+    assert isinstance(ag, GoalAgent) and ag.discrete_actions == info.discrete
+    venv = make_vector_env(cfg.env.id, cfg.env.num_envs, vectorization(cfg), cfg.env.kwargs)
     run = instantiate(cfg.runner)(ag, buf, venv, venv, info.horizon, seed=0, logger=None, progress=False)
     assert isinstance(run, Runner) and run.epochs == cfg.runner.epochs
     venv.close()
@@ -202,17 +214,16 @@ def test_hparams_searches_compose_into_an_optuna_sweep(search):
 
 @pytest.mark.parametrize("agent", options("agent"))
 def test_every_agent_option_in_the_yaml_is_a_constructor_argument(agent):
-    from hydra.utils import get_object
-
     from her.validation import keyword_options
 
-    node = compose_config(f"agent={agent}").agent
+    node = compose_config(f"env={ENV_OF_AGENT.get(agent, 'FetchReach')}", f"agent={agent}").agent
     taken = keyword_options(get_object(node._target_))
     assert taken is not None and {k for k in node if not k.startswith("_")} == taken - {
         "obs_dim",
         "goal_dim",
         "action_dim",
         "action_max",
+        "n_actions",
         "device",
     }
 
@@ -297,8 +308,6 @@ def test_the_default_check_covers_every_option_group():
 def test_yaml_defaults_are_the_code_defaults(where, target, node):
     """Someone who builds a class in Python gets what the CLI gets: each key a group's yaml sets that its target
     takes as a keyword has the same value as the parameter's default."""
-    from hydra.utils import get_object
-
     defaults = parameter_defaults(get_object(target))
     keys = [key for key in node if not key.startswith("_")]
     assert [key for key in keys if key not in defaults] == [], f"{where}: keys {target} does not take"

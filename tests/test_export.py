@@ -1,5 +1,5 @@
 """A policy exported to ONNX or TorchScript gives the actions of ``agents.policy.load_policy``: the normalizers (their
-clipping too) and the action scaling are inside the file, for DDPG, TD3 and SAC."""
+clipping too) and the action scaling are inside the file, for DDPG, TD3 and SAC; DQN's gives its action indices."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from helpers.agents_small import make
 from helpers.fixed_batch import OBS, A, G
 from helpers.train_cli import ROOT
 
-from agents import DDPG, SAC, TD3
+from agents import DDPG, DQN, SAC, TD3
 from agents.export import ExportError, export_policy
 from agents.policy import load_policy
 from her import checkpoint_file
@@ -68,6 +68,32 @@ def test_an_onnx_policy_acts_as_the_loaded_policy(tmp_path, cls):
         assert np.abs(action - expected).max() <= 1e-4
     assert np.abs(expected).max() > 1.5  # actions scaled beyond [-1, 1]: the test sees the action scaling
     assert len(list((tmp_path / "run").iterdir())) == 2  # one file written: no external weights beside it
+
+
+def test_a_dqn_policy_exports_its_greedy_action_indices(tmp_path):
+    """DQN's file gives ``load_policy``'s int64 indices, the greedy action of its normalized Q-network."""
+    agent = DQN(OBS, G, 6, hidden=(32,))
+    rng = np.random.default_rng(0)
+    agent.update_normalizers(rng.normal(3.0, 0.5, (256, OBS)), rng.normal(-1.0, 0.5, (256, G)))
+    env = {"id": "Toy-v0", "obs_dim": OBS, "goal_dim": G, "action_dim": 1, "action_max": 5.0, "n_actions": 6,
+           "horizon": 10}  # fmt: skip
+    content = {
+        "kind": "policy", "env": env, "agent_class": "agents.DQN", "agent_kwargs": {"hidden": [32]},
+        "agent": agent.state_dict(), "config": {}, "counters": {"epoch": 1, "env_steps": 10, "updates": 2},
+        "record": {}, "training": None,
+    }  # fmt: skip
+    checkpoint = tmp_path / "run" / "policy.pt"
+    checkpoint.parent.mkdir()
+    checkpoint_file.save(checkpoint, content)
+    obs, goal = inputs()
+    expected = load_policy(checkpoint).act({"observation": obs, "desired_goal": goal})
+    assert len(set(expected.tolist())) > 1  # the inputs lead to different actions
+    session = ort.InferenceSession(str(export_policy(checkpoint, "onnx")), providers=["CPUExecutionProvider"])
+    (action,) = session.run(None, {"observation": obs, "desired_goal": goal})
+    assert action.dtype == np.int64 and action.shape == (64,)
+    np.testing.assert_array_equal(action, expected)
+    module = torch.jit.load(str(export_policy(checkpoint, "torchscript")))
+    np.testing.assert_array_equal(module(torch.as_tensor(obs), torch.as_tensor(goal)).numpy(), expected)
 
 
 def test_a_torchscript_policy_acts_as_the_loaded_policy(tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import compose_config
 
-from agents import DDPG, SAC
+from agents import DDPG, DQN, SAC
 from envs import env_info, make_env, make_vector_env
 from training import checkpoint
 from training.build import build_runner
@@ -63,6 +63,26 @@ def test_a_policy_snapshot_pickles_and_acts_the_same_in_a_worker(cls):
     for key in here.episodes:
         np.testing.assert_array_equal(here.episodes[key], there.episodes[key])
     np.testing.assert_array_equal(here.ret, there.ret)
+
+
+def test_a_dqn_snapshot_pickles_and_flips_the_same_bits_in_a_worker():
+    """DQN's epsilon-greedy head travels to a worker too, and a ``Discrete`` env's episodes (float indices) there
+    equal those collected here."""
+    kwargs = {"n_bits": 6}
+    agent = DQN(6, 6, 6, hidden=(16,), random_eps=0.5)
+    policy = pickle.loads(pickle.dumps(agent.acting_policy()))
+    local = make_vector_env("BitFlipping-v0", 1, kwargs=kwargs)
+    workers = make_vector_env("BitFlipping-v0", 1, "async", kwargs, wrapper=EpisodeWorker)
+    try:
+        rng = np.random.default_rng(7)
+        here = collect_episodes(local, lambda o, g: policy(o, g, True, rng), 3, 6, seed=11)
+        there = start_in_workers(workers, policy, True, [7], 3, 6, seed=11)()
+    finally:
+        local.close()
+        workers.close()
+    assert here.episodes["action"].shape == (3, 6, 1) and len(np.unique(here.episodes["action"])) > 1
+    for key in here.episodes:
+        np.testing.assert_array_equal(here.episodes[key], there.episodes[key])
 
 
 def test_uniform_policy_draws_in_the_bounds_from_the_given_rng():

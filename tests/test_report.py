@@ -58,6 +58,12 @@ def test_trailing_mean_uses_fewer_values_at_the_start():
     np.testing.assert_allclose(trailing_mean(np.array([0.0, 1.0, 1.0, 0.0]), 2), [0.0, 0.5, 1.0, 0.5])
 
 
+def test_a_window_of_one_keeps_each_value_exactly():
+    """Running sums would give 0.8999999999999999 for the last value, and miss a threshold of 0.9 it meets."""
+    values = np.array([0.0, 0.02, 0.02, 0.13, 0.24, 0.41, 0.48, 0.64, 0.9])
+    np.testing.assert_array_equal(trailing_mean(values, 1), values)
+
+
 def test_table_rows_are_window_means_at_milestones_and_the_first_crossing(tmp_path):
     data = tmp_path / "results"
     write_run(data, "a", 0, [0.0, 0.2, 0.6, 1.0, 1.0])  # window-2 means: 0, .1, .4, .8, 1
@@ -349,3 +355,46 @@ def test_curves_of_a_sweep_are_labeled_by_what_differs_with_the_legend_below(tmp
     assert report_script.main(["--doc", str(doc), "--data", str(data)]) == 2
     assert "error: section 'toy': toy.png: the legend does not fit in the figure" in capsys.readouterr().err
     assert not (tmp_path / "img" / "toy.png").exists()
+
+
+def test_a_grid_section_fills_its_own_doc_with_end_values_by_two_config_keys(tmp_path, capsys):
+    """``grid: [env.n_bits, buffer.replay_k]``: a row per number of bits, a column per replay_k in the order the runs
+    are listed, each cell the mean (min-max) of the runs' end values; ``doc`` puts the block in another doc."""
+    data = tmp_path / "docs" / "results"
+    ends = {(10, 4): [1.0, 1.0], (30, 4): [0.9, 1.0], (10, 0): [0.5, 0.3], (30, 0): [0.0, 0.0]}
+    names = []
+    for (bits, k), values in ends.items():
+        for seed, end in enumerate(values):
+            name = f"n{bits}_k{k}_s{seed}"
+            write_run(data, name, seed, [0.0, end], steps_per_epoch=bits * 100)
+            config = TOY_CONFIG.replace("buffer:\n", f"buffer:\n  replay_k: {k}\n")
+            (data / name / "config.yaml").write_text(f"seed: {seed}\nenv:\n  id: {TOY}\n  n_bits: {bits}\n{config}")
+            names.append(name)
+    (data / "report.yaml").write_text(json.dumps({"sections": {
+        "bits": {"cpu": "a CPU", "runs": names, "window": 1, "doc": "beyond.md",
+                 "grid": ["env.n_bits", "buffer.replay_k"], "curve": "img/bits.png"},
+        "toy": {"cpu": "a CPU", "runs": ["n10_k4_s0"], "window": 1}}}))  # fmt: skip
+    results, beyond = tmp_path / "docs" / "results.md", tmp_path / "docs" / "beyond.md"
+    results.write_text("<!-- report:toy -->\n<!-- /report:toy -->\n")
+    beyond.write_text("# Beyond\n<!-- report:bits -->\n<!-- /report:bits -->\n")
+    args = ["--doc", str(results), "--data", str(data), "--readme", str(tmp_path / "README.md")]
+    assert report_script.main([*args, "--check"]) == 1
+    assert f"{beyond} is out of date" in capsys.readouterr().err
+    assert report_script.main(args) == 0 and report_script.main([*args, "--check"]) == 0
+    lines = beyond.read_text().splitlines()
+    assert lines[2:6] == [
+        "| n_bits | env steps | replay_k=4 | replay_k=0 |",
+        "|---|---|---|---|",
+        "| 10 | 2k | 1.00 | 0.40 (0.30-0.50) |",
+        "| 30 | 6k | 0.95 (0.90-1.00) | 0.00 |",
+    ]
+    assert "(results/n30_k0_s1)" in beyond.read_text() and "report:bits" not in results.read_text()
+    assert (tmp_path / "docs" / "img" / "bits.png").stat().st_size > 1000
+    (data / "report.yaml").write_text(json.dumps({"sections": {"bits": {"cpu": "a CPU", "runs": names,
+        "grid": ["env.n_bits"], "doc": "beyond.md"}}}))  # fmt: skip
+    assert report_script.main([*args, "--check"]) == 2
+    assert "grid must be two config keys [row key, column key]" in capsys.readouterr().err
+    (data / "report.yaml").write_text(json.dumps({"sections": {"bits": {"cpu": "a CPU", "runs": names,
+        "doc": "../elsewhere.md"}}}))  # fmt: skip
+    assert report_script.main([*args, "--check"]) == 2
+    assert "doc must name a markdown file beside docs/results.md" in capsys.readouterr().err

@@ -86,6 +86,44 @@ def test_stopped_and_resumed_run_matches_an_uninterrupted_one(tmp_path, monkeypa
     assert [e.step for e in acc.Scalars("success/eval")] == [150, 300, 450, 600]
 
 
+# The same for DQN on bit flipping: 3 epochs x 3 cycles x 2 episodes of 8 steps (144 env steps), 5 updates per cycle;
+# its exploration draws, random actions (runner.random_steps) and replay sampling all continue.
+SMALL_DQN = (
+    "env=BitFlipping",
+    "env.n_bits=8",
+    "agent=dqn",
+    "seed=5",
+    "runner.epochs=3",
+    "runner.cycles_per_epoch=3",
+    "runner.episodes_per_cycle=2",
+    "runner.updates_per_cycle=5",
+    "runner.random_steps=32",
+    "runner.eval_episodes=4",
+    "buffer.batch_size=32",
+    "torch_threads=1",
+    "progress=false",
+    "agent.precision=fp32",
+)
+
+
+def test_a_stopped_and_resumed_dqn_run_matches_an_uninterrupted_one(tmp_path, monkeypatch):
+    train(compose_config(*SMALL_DQN, "logger.tensorboard=false"), tmp_path / "once")
+    once = without_timing(tmp_path / "once")
+    assert len(once) == 3 and {"q_loss", "q_mean"} <= set(once[0])
+    interrupt_at_cycles(monkeypatch, {1, 6})  # mid-epoch 0 (in the random steps), and the first cycle of epoch 2
+    run_dir = tmp_path / "run"
+    assert train(compose_config(*SMALL_DQN), run_dir)["stopped"]
+    assert train(resume_config(run_dir), run_dir)["stopped"]
+    assert not train(resume_config(run_dir), run_dir)["stopped"]
+    assert without_timing(run_dir) == once
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "tb"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/q_loss")] == [48, 96, 144]
+
+
 def test_a_resumed_run_with_eval_every_evaluates_as_an_uninterrupted_one(tmp_path, monkeypatch):
     """With ``runner.eval_every=400`` the first evaluation (at 450 env steps) comes after a resume and seeds the
     eval env as in the run done in one go; the second, after another resume, does not seed it again."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import gymnasium as gym
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from threadpoolctl import threadpool_limits
 
@@ -26,7 +26,7 @@ from training.collect import EpisodeWorker
 from training.distributed import Distributed, rank_seed
 from training.hparams import hparams
 from training.metrics import MetricsLogger
-from training.options import ConfigError, check_options, checked, resolve_device
+from training.options import ConfigError, check_agent_fits_env, check_options, checked, resolve_device
 from training.runner import Runner
 
 
@@ -118,7 +118,6 @@ def build_runner(
     threadpool_limits(1, user_api="blas")
     torch.manual_seed(seed)  # network initialization (rank 0's is copied to the other ranks)
 
-    check_options("agent", cfg.agent)
     env_cfg, kwargs = cfg.env, env_options(cfg)
     # With runner.overlap each env runs whole episodes in its worker process (training.collect.EpisodeWorker).
     wrapper = EpisodeWorker if cfg.runner.get("overlap", False) else None
@@ -141,9 +140,11 @@ def build_runner(
     local = train_env.envs[0] if isinstance(train_env, gym.vector.SyncVectorEnv) else make_env(env_cfg.id, **kwargs)
     info = env_info(local)
 
-    agent = checked(
-        "agent", instantiate(cfg.agent), info.obs_dim, info.goal_dim, info.action_dim, info.action_max, device=device
-    )
+    # The agent's size arguments (``env_sizes``) come from the env's record, as when a checkpoint rebuilds it.
+    record = checkpoint.env_record(env_cfg.id, info, kwargs)
+    check_agent_fits_env(cfg.agent._target_, record)  # first: an env's tuning holds options of its kind of agent
+    check_options("agent", cfg.agent)
+    agent = checked("agent", instantiate(cfg.agent), *get_object(cfg.agent._target_).env_sizes(record), device=device)
     choose_run_precision(cfg, agent, checked("buffer", validation.positive_int, "batch_size", cfg.buffer.batch_size),
                          distributed)  # fmt: skip
     buffer = checked(

@@ -70,7 +70,8 @@ class RunInfo:
     """What a checkpoint records about its run besides the states.
 
     Args:
-        env: ``id``, ``kwargs`` (when any), ``obs_dim``, ``goal_dim``, ``action_dim``, ``action_max``, ``horizon``.
+        env: ``id``, ``kwargs`` (when any), ``obs_dim``, ``goal_dim``, ``action_dim``, ``action_max``, ``horizon``,
+            ``n_actions`` (a ``Discrete`` action space's size; absent for a Box).
         agent_class: import path of the agent class, e.g. ``agents.DDPG``.
         agent_kwargs: its constructor keywords besides the sizes and the device (``hidden``, ``lr_actor``, ...).
         config: the resolved run config, as plain containers.
@@ -84,7 +85,8 @@ class RunInfo:
 
 def env_record(env_id: str, info: EnvInfo, kwargs: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The env part of a checkpoint: its id, its ``gym.make`` keyword arguments (``kwargs``; left out when
-    there are none) and the sizes the networks were built for."""
+    there are none) and the sizes the networks were built for (``n_actions`` only for a ``Discrete`` action
+    space)."""
     return {
         "id": env_id,
         **({"kwargs": dict(kwargs)} if kwargs else {}),
@@ -93,6 +95,7 @@ def env_record(env_id: str, info: EnvInfo, kwargs: Mapping[str, Any] | None = No
         "action_dim": info.action_dim,
         "action_max": info.action_max,
         "horizon": info.horizon,
+        **({"n_actions": info.n_actions} if info.n_actions is not None else {}),
     }
 
 

@@ -26,22 +26,30 @@ class Rollout:
 StepInto = Callable[[np.ndarray, tuple[np.ndarray, ...], np.ndarray, np.ndarray], None]
 
 
+def stored_action_dim(space: gym.Space) -> int:
+    """The width of an action as episodes hold it: a Box's components, or 1 for a ``Discrete`` space (the index,
+    as a float)."""
+    return 1 if isinstance(space, gym.spaces.Discrete) else int(space.shape[0])
+
+
 def step_into(env: gym.vector.VectorEnv) -> StepInto:
     """``step(actions [n, a], out, ret [n], success [n])``: step each of ``env``'s ``n`` envs once, write the
     new ``observation``, ``achieved_goal`` and ``desired_goal`` into the three ``[n, dim]`` arrays of ``out``,
-    add the rewards to ``ret`` and set ``success`` to the steps' ``is_success`` (0 where an env has none).
+    add the rewards to ``ret`` and set ``success`` to the steps' ``is_success`` (0 where an env has none). A
+    ``Discrete`` env's actions are ``[n, 1]`` float indices, given to the env as integers.
 
     A ``SyncVectorEnv``'s envs are stepped one by one, their observations written straight to ``out``:
     gymnasium's batching of Dict observations and its autoreset bookkeeping cost ~60 µs a step, ~5% of a Fetch
     step, and autoreset is never needed here (every episode starts with an explicit ``reset``). Other vector
     envs (subprocess workers) step through their own ``step``.
     """
+    discrete = isinstance(env.single_action_space, gym.spaces.Discrete)
     if isinstance(env, gym.vector.SyncVectorEnv):
         envs = env.envs
 
         def step_each(actions: np.ndarray, out: tuple[np.ndarray, ...], ret: np.ndarray, success: np.ndarray) -> None:
             for i, sub_env in enumerate(envs):
-                obs, reward, _, _, info = sub_env.step(actions[i])
+                obs, reward, _, _, info = sub_env.step(int(actions[i, 0]) if discrete else actions[i])
                 for key, dst in zip(GOAL_KEYS, out):
                     dst[i] = obs[key]
                 ret[i] += reward
@@ -50,7 +58,7 @@ def step_into(env: gym.vector.VectorEnv) -> StepInto:
         return step_each
 
     def step_batched(actions: np.ndarray, out: tuple[np.ndarray, ...], ret: np.ndarray, success: np.ndarray) -> None:
-        obs, reward, _, _, info = env.step(actions)
+        obs, reward, _, _, info = env.step(actions[:, 0].astype(np.int64) if discrete else actions)
         for key, dst in zip(GOAL_KEYS, out):
             dst[:] = obs[key]
         ret += reward
@@ -68,7 +76,8 @@ def collect_episodes(
 ) -> Rollout:
     """Run ``n_episodes`` (a multiple of ``env.num_envs``) episodes of ``horizon`` steps.
 
-    ``policy(obs [n_envs, o], goal [n_envs, g]) -> actions [n_envs, a]``. Each batch of episodes starts
+    ``policy(obs [n_envs, o], goal [n_envs, g]) -> actions [n_envs, a]`` (``a``: ``stored_action_dim``, 1 for the
+    float index of a ``Discrete`` action). Each batch of episodes starts
     with an explicit ``reset``; ``seed`` seeds the first one (env ``i`` gets ``seed + i``).
     """
     n_envs = env.num_envs
@@ -80,7 +89,7 @@ def collect_episodes(
         obs, _ = env.reset(seed=[seed + i for i in range(n_envs)] if seed is not None and r == 0 else None)
         # [n, T + 1, dim] each; the goal after the last step is not kept.
         o, ag, g = (np.empty((n_envs, horizon + 1, obs[key].shape[-1]), np.float32) for key in GOAL_KEYS)
-        actions = np.empty((n_envs, horizon, env.single_action_space.shape[0]), np.float32)
+        actions = np.empty((n_envs, horizon, stored_action_dim(env.single_action_space)), np.float32)
         ret, success = np.zeros(n_envs, np.float64), np.zeros(n_envs, np.float64)
         o[:, 0], ag[:, 0], g[:, 0] = (obs[key] for key in GOAL_KEYS)
         for t in range(horizon):
@@ -121,6 +130,28 @@ class UniformPolicy:
         if rng is None:
             raise ValueError("uniform random actions need an rng (numpy.random.Generator)")
         return rng.uniform(self.low, self.high, (len(obs), len(self.low))).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class UniformIndices:
+    """Uniform random actions of a ``Discrete(n)`` space: ``[n_envs, 1]`` float indices in ``0..n-1``, from ``rng``."""
+
+    n: int
+
+    def __call__(
+        self, obs: np.ndarray, goal: np.ndarray, explore: bool, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
+        if rng is None:
+            raise ValueError("uniform random actions need an rng (numpy.random.Generator)")
+        return rng.integers(0, self.n, (len(obs), 1)).astype(np.float32)
+
+
+def uniform_policy(space: gym.Space) -> ActingPolicy:
+    """Uniform random actions of an env's action space: in a Box's bounds (``UniformPolicy``), or the indices of a
+    ``Discrete`` space (``UniformIndices``)."""
+    if isinstance(space, gym.spaces.Discrete):
+        return UniformIndices(int(space.n))
+    return UniformPolicy(space.low.astype(np.float64), space.high.astype(np.float64))
 
 
 class EpisodeWorker(gym.Wrapper):

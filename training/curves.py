@@ -200,9 +200,19 @@ def check_legends(fig: Figure, name: str) -> None:
             raise PlotError(f"{name}: the legend below the panels covers a panel")
 
 
-def plot(curves: Sequence[Curve], metric: str, out: Path, ylabel: str | None = None) -> dict[str, int]:
+def plot(
+    curves: Sequence[Curve],
+    metric: str,
+    out: Path,
+    ylabel: str | None = None,
+    xlabel: str | None = None,
+    runs_per_env: dict[str, int] | None = None,
+) -> dict[str, int]:
     """Draw one panel per env to ``out`` (PNG), each group of runs in its own colour (``draw_panel``), with a
-    legend that fits (``place_legends``, checked by ``check_legends``); returns the number of runs per env."""
+    legend that fits (``place_legends``, checked by ``check_legends``); returns the number of curves per env.
+    ``xlabel``: what the curves' ``steps`` are when they are not env steps (a few values of a config key, such as
+    the number of bits, each with a tick). ``runs_per_env``: the runs a panel's title counts, where a curve is not
+    one run."""
     by_env: dict[str, list[Curve]] = defaultdict(list)
     for c in curves:
         by_env[c.env_id].append(c)
@@ -214,9 +224,13 @@ def plot(curves: Sequence[Curve], metric: str, out: Path, ylabel: str | None = N
     entries = []
     for ax, (env_id, runs) in zip(used, sorted(by_env.items())):
         entries.append(draw_panel(ax, runs, colors))
-        ax.set_title(f"{env_id} ({len(runs)} run{'s' * (len(runs) > 1)})")
-        ax.set_xlabel("env steps")
-        ax.xaxis.set_major_formatter(FuncFormatter(step_label))
+        n_runs = (runs_per_env or {}).get(env_id, len(runs))
+        ax.set_title(f"{env_id} ({n_runs} run{'s' * (n_runs > 1)})")
+        ax.set_xlabel(xlabel or "env steps")
+        if xlabel is None:
+            ax.xaxis.set_major_formatter(FuncFormatter(step_label))
+        else:
+            ax.set_xticks(sorted({float(x) for c in runs for x in c.steps}))
         ax.set_ylabel(ylabel or metric.replace("_", " "))
         if metric.endswith("success_rate"):
             ax.set_ylim(-0.03, 1.03)

@@ -10,7 +10,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 # Options every run shows in TensorBoard's HParams view, besides the overrides its command line gave: the recipe.
 # TensorBoard sorts the columns: the hparams whose values differ between the runs shown first (a sweep's overrides),
-# then by name.
+# then by name. A key that a run's config lacks (another agent's learning rates, another env's options) is left out
+# of its view.
 KEY_HPARAMS = (
     "env.id",
     "agent._target_",
@@ -18,6 +19,7 @@ KEY_HPARAMS = (
     "buffer.batch_size",
     "agent.lr_actor",
     "agent.lr_critic",
+    "agent.lr",  # DQN's
     "agent.gamma",
     "agent.polyak",
     "agent.hidden",
@@ -28,6 +30,7 @@ KEY_HPARAMS = (
     "runner.episodes_per_cycle",
     "runner.updates_per_cycle",
     "env.num_envs",
+    "env.n_bits",  # BitFlipping's
     "precision_probe.chosen",  # the precision the networks trained in (its probe's rates are machine facts)
 )
 
@@ -51,10 +54,12 @@ def hparam_value(value: Any) -> bool | int | float | str:
 
 
 def hparams(cfg: DictConfig, overrides: Sequence[str] = (), world_size: int = 1) -> dict[str, bool | int | float | str]:
-    """What a run shows in TensorBoard's HParams view: ``KEY_HPARAMS``, ``world_size`` and each command-line
-    override (``key=value``; Hydra's own ``hydra...`` ones and ``MACHINE_OPTIONS`` aside) with its resolved value.
-    A config group's override (``env=PointReach``, ``experiment=fetch_push``) shows the option chosen."""
-    values = {key: hparam_value(OmegaConf.select(cfg, key)) for key in KEY_HPARAMS}
+    """What a run shows in TensorBoard's HParams view: ``KEY_HPARAMS`` (those its config has), ``world_size`` and
+    each command-line override (``key=value``; Hydra's own ``hydra...`` ones and ``MACHINE_OPTIONS`` aside) with its
+    resolved value. A config group's override (``env=PointReach``, ``experiment=fetch_push``) shows the option
+    chosen."""
+    selected = {key: OmegaConf.select(cfg, key, default=_ABSENT) for key in KEY_HPARAMS}
+    values = {key: hparam_value(value) for key, value in selected.items() if value is not _ABSENT}
     values["world_size"] = world_size
     for override in overrides:
         key, _, literal = override.lstrip("+").partition("=")

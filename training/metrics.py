@@ -21,6 +21,7 @@ TB_TAGS = {
     "train_success_rate": "success/train",
     "actor_loss": "train/actor_loss",
     "critic_loss": "train/critic_loss",
+    "q_loss": "train/q_loss",  # DQN's TD loss
     "alpha": "train/alpha",  # SAC's entropy coefficient
     "entropy": "train/entropy",  # SAC's policy entropy estimate, -mean(log pi)
     "buffer_transitions": "train/buffer_transitions",

@@ -1,10 +1,12 @@
-"""The measured tables and curves of docs/results.md, and README.md's figures, built from the committed run data in
-docs/results/ (``scripts/report.py`` is the command line).
+"""The measured tables and curves of docs/results.md (and of other results docs beside it, such as
+docs/results_beyond_fetch.md), and README.md's figures, built from the committed run data in docs/results/
+(``scripts/report.py`` is the command line).
 
 ``docs/results/report.yaml`` lists the sections: each names its runs (dirs below docs/results/ holding a
 ``metrics.jsonl`` and the run's resolved ``config.yaml``), the threshold and the env-step milestones of its
-table, and the curve to draw. In docs/results.md each section's block stands between
-``<!-- report:NAME -->`` and ``<!-- /report:NAME -->``; the text around the blocks is written by hand.
+table, and the curve to draw. In docs/results.md, or in the doc a section names with ``doc`` (a file beside
+docs/results.md), each section's block stands between ``<!-- report:NAME -->`` and ``<!-- /report:NAME -->``; the
+text around the blocks is written by hand.
 
 Each section's block holds its tables (``training.report_tables``): one row per run, with the env steps, TFLOP of
 updates and training wall time to ``threshold``; then, for each group of two or more runs, the IQM and mean
@@ -15,6 +17,11 @@ of a label key for runs whose config lacks it (runs made before the option exist
 A section's ``cpu`` names the CPU its wall times were measured on; where its runs ran on different CPUs it maps
 each run to its CPU, and the table gets a CPU column. Its curve (``training.curves``) draws each group in its
 own colour, labeled by the label keys whose values differ between the groups.
+
+A section with ``grid: [ROW_KEY, COLUMN_KEY]`` (two config keys, e.g. ``env.n_bits`` and ``buffer.replay_k``) is a
+grid instead (``training.report_tables.grid_table``): a row per value of the first key, a column per value of the
+second, each cell the success rate at the end of the runs with those values; its curve draws those end values
+against the first key, a line per value of the second.
 
 ``readme`` in ``report.yaml`` lists README.md's figures, each from one section's runs: a bullet with the eval
 success rate (the same window means as the section's table) at ``at`` env steps (``null``: at the end of each
@@ -31,11 +38,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 from omegaconf import OmegaConf
 
 from training.curves import Curve, PlotError, plot, smoothed
-from training.report_tables import groups, runs_table, statistics_table
-from training.run_results import ReportError, Run, label_name, load_run, short
+from training.report_tables import grid_table, groups, runs_table, statistics_table
+from training.run_results import ReportError, Run, label_name, load_run, short, trailing_mean
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository: docs/ beside this package
 DATA = ROOT / "docs" / "results"
@@ -55,10 +63,16 @@ class Section:
     label_keys: list[str]
     label_defaults: dict[str, object]
     cpu: str | dict[str, str]  # the CPU the runs' wall times were measured on, or each run's (run -> CPU)
+    doc: str | None = None  # the results doc (a file beside docs/results.md) holding its block; None: results.md
+    grid: tuple[str, str] | None = None  # a grid section's row and column keys
 
     def where(self) -> str:
         """The CPU of the runs, as the footnote and README say it."""
         return self.cpu if isinstance(self.cpu, str) else "the CPU of each row"
+
+    def keys(self) -> list[str]:
+        """The config keys its runs are labeled with: the grid's keys, or ``label_keys``."""
+        return list(self.grid) if self.grid else self.label_keys
 
 
 def label_keys(value: object) -> list[str]:
@@ -70,6 +84,28 @@ def label_keys(value: object) -> list[str]:
 def label_defaults(value: object, keys: Sequence[str]) -> dict[str, object]:
     if not isinstance(value, dict) or not set(value) <= set(keys):
         raise ValueError(f"label_defaults must map some of label_keys {list(keys)} to values, got {value!r}")
+    return value
+
+
+def grid_keys(value: object, keys: Sequence[str]) -> tuple[str, str] | None:
+    """``grid``: absent, or two config keys (a section has either ``grid`` or ``label_keys``)."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 2 or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"grid must be two config keys [row key, column key], got {value!r}")
+    if keys:
+        raise ValueError("a grid section is labeled by its grid keys: give it no label_keys")
+    return value[0], value[1]
+
+
+def doc_name(value: object) -> str | None:
+    """``doc``: absent (docs/results.md), or the name of a markdown file beside it."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.endswith(".md") or "/" in value or value.startswith("."):
+        raise ValueError(
+            f"doc must name a markdown file beside docs/results.md (e.g. results_beyond_fetch.md), got {value!r}"
+        )
     return value
 
 
@@ -86,7 +122,7 @@ def section_cpu(value: object, runs: Sequence[str]) -> str | dict[str, str]:
 
 def load_run_of(section: Section, data: Path, name: str) -> Run:
     """The run ``name`` of ``section``, labeled with its CPU where the section's runs ran on different ones."""
-    run = load_run(data / name, section.label_keys, section.label_defaults)
+    run = load_run(data / name, section.keys(), section.label_defaults)
     return run if isinstance(section.cpu, str) else replace(run, cpu=section.cpu[name])
 
 
@@ -109,6 +145,8 @@ def load_sections(spec: Path) -> list[Section]:
                     keys := label_keys(s.get("label_keys", [])),
                     label_defaults(s.get("label_defaults", {}), keys),
                     section_cpu(s["cpu"], s["runs"]),
+                    doc_name(s.get("doc")),
+                    grid_keys(s.get("grid"), keys),
                 )
             )
         except (KeyError, TypeError, ValueError) as err:
@@ -119,14 +157,23 @@ def load_sections(spec: Path) -> list[Section]:
 def section_block(section: Section, data: Path) -> tuple[str, list[Run]]:
     run_dirs = [data / r for r in section.runs]
     runs = [load_run_of(section, data, r) for r in section.runs]
-    block = runs_table(runs, section.milestones, section.threshold, section.window)
     what = "each evaluation on its own" if section.window == 1 else f"the mean of the last {section.window} evaluations"
+    links = ", ".join(f"[`{d.relative_to(data.parent.parent).as_posix()}`]({d.relative_to(data.parent).as_posix()})"
+                      for d in run_dirs)  # fmt: skip
+    if section.grid:
+        block = grid_table(runs, section.window)
+        block += (
+            f"\n\nEval success rate at the end of each run ({what}): the mean over the runs of a cell, and their "
+            f"min-max where they differ; env steps: the runs' budget. Data: {links}."
+        )
+        if section.curve:
+            block += f"\n\n![{runs[0].env_id}: eval success rate at the end against {label_name(section.grid[0])}]"
+            block += f"({section.curve})"
+        return block, runs
+    block = runs_table(runs, section.milestones, section.threshold, section.window)
     block += (
         f"\n\nEval success rate: {what} at each point; TFLOP: the matrix products of the updates so far; wall: "
-        f"training time (collection, updates, evaluation) on {section.where()}. Data: "
-        + ", ".join(f"[`{d.relative_to(data.parent.parent).as_posix()}`]({d.relative_to(data.parent).as_posix()})"
-                    for d in run_dirs)  # fmt: skip
-        + "."
+        f"training time (collection, updates, evaluation) on {section.where()}. Data: {links}."
     )
     statistics = statistics_table(runs, section.milestones, section.threshold, section.window)
     if statistics is not None:
@@ -160,13 +207,33 @@ def legend_labels(keys: Sequence[str], runs: Sequence[Run]) -> dict[str, str]:
     return labels
 
 
+def grid_points(runs: Sequence[Run], column_key: str, window: int, data: Path) -> list[Curve]:
+    """The curves of a grid section's plot: per value of its column key and per seed, the runs' end values ``[k]``
+    at their row key's values (``Curve.steps``), grouped by the column key's value."""
+    curves = []
+    for column in dict.fromkeys(run.labels[1] for run in runs):
+        for seed in dict.fromkeys(run.seed for run in runs if run.labels[1] == column):
+            members = sorted((r for r in runs if r.labels[1] == column and r.seed == seed), key=lambda r: r.labels[0])
+            x = np.array([r.labels[0] for r in members])
+            y = np.array([trailing_mean(r.success, window)[-1] for r in members])
+            group = f"{label_name(column_key)}={short(column)}"
+            curves.append(Curve(data / members[0].name, members[0].env_id, seed, x, y, group))
+    return curves
+
+
 def draw_curve(section: Section, runs: Sequence[Run], data: Path, out: Path) -> None:
     """The section's curve to ``out``: each run's success (smoothed over ``section.smooth`` evaluations), by group,
-    labeled by ``legend_labels``."""
-    labels = legend_labels(section.label_keys, runs)
-    curves = [Curve(data / r.name, r.env_id, r.seed, r.steps, r.success, labels[r.variant]) for r in runs]
-    ylabel = f"eval success rate, mean of last {section.smooth} evals" if section.smooth > 1 else None
+    labeled by ``legend_labels``; for a grid, the end values against its row key (``grid_points``)."""
     try:
+        if section.grid:
+            row_key, column_key = section.grid
+            plot(grid_points(runs, column_key, section.window, data), "eval_success_rate", out,
+                 "eval success rate at the end", xlabel=label_name(row_key),
+                 runs_per_env={runs[0].env_id: len(runs)})  # fmt: skip
+            return
+        labels = legend_labels(section.label_keys, runs)
+        curves = [Curve(data / r.name, r.env_id, r.seed, r.steps, r.success, labels[r.variant]) for r in runs]
+        ylabel = f"eval success rate, mean of last {section.smooth} evals" if section.smooth > 1 else None
         plot([smoothed(c, section.smooth) for c in curves], "eval_success_rate", out, ylabel)
     except PlotError as err:
         raise ReportError(f"section {section.name!r}: {err}") from None
@@ -179,13 +246,25 @@ def replace_block(doc: str, name: str, block: str, doc_name: str = DOC.name) -> 
     return pattern.sub(lambda m: m.group(1) + block + "\n" + m.group(2), doc)
 
 
-def build(doc_path: Path, data: Path, draw: bool) -> tuple[str, str]:
-    """``(current doc, regenerated doc)``; with ``draw``, also writes each section's curve."""
+def doc_paths(results_doc: Path, data: Path) -> list[Path]:
+    """The docs that the sections of ``data/report.yaml`` fill: ``results_doc`` (docs/results.md), and the docs
+    beside it that sections name with ``doc``."""
+    named = {s.doc for s in load_sections(data / "report.yaml") if s.doc is not None}
+    return [results_doc, *(results_doc.parent / name for name in sorted(named) if name != results_doc.name)]
+
+
+def build(doc_path: Path, data: Path, draw: bool, results_doc: Path | None = None) -> tuple[str, str]:
+    """``(current doc, regenerated doc)`` of ``doc_path`` with the blocks of the sections that name it with ``doc``,
+    and, where it is ``results_doc`` (by default itself: docs/results.md), of those that name no doc; with ``draw``,
+    also writes their curves."""
+    results_doc = doc_path if results_doc is None else results_doc
     current = doc_path.read_text()
     doc = current
     for section in load_sections(data / "report.yaml"):
+        if (results_doc.parent / (section.doc or results_doc.name)).resolve() != doc_path.resolve():
+            continue
         block, runs = section_block(section, data)
-        doc = replace_block(doc, section.name, block)
+        doc = replace_block(doc, section.name, block, doc_path.name)
         if draw and section.curve:
             draw_curve(section, runs, data, doc_path.parent / section.curve)
     return current, doc

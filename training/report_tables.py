@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from training.curves import step_label
-from training.run_results import Reaching, Run, at_steps, duration, reaching, tflop_text, trailing_mean
+from training.run_results import Reaching, Run, at_steps, duration, reaching, short, tflop_text, trailing_mean
 from training.statistics import MIN_SEEDS, STATISTICS, Estimate, estimate
 
 
@@ -125,4 +125,30 @@ def statistics_table(runs: Sequence[Run], milestones: Sequence[int], threshold: 
             cells = statistics_cells(group, statistic, milestones, threshold, window)
             lines.append(row([name, label, *cells[: len(milestones)], f"{reached} of {len(group)}" if i == 0 else "",
                               *cells[len(milestones):]]))  # fmt: skip
+    return "\n".join(lines)
+
+
+def grid_table(runs: Sequence[Run], window: int) -> str:
+    """The table of a grid section: ``runs`` are labeled with the values of its row and column keys
+    (``Run.labels``); a row per row value (numbers in order), a column per column value (in the order of ``runs``),
+    each cell the mean of its runs' end success (the mean of their last ``window`` evaluations) with the min-max
+    where they differ, and the env steps of the row's runs."""
+    rows = sorted({run.labels[0] for run in runs}, key=lambda v: (not isinstance(v, int | float), v))  # type: ignore[operator]
+    columns = list(dict.fromkeys(run.labels[1] for run in runs))
+    names = [part.split("=", 1)[0] for part in runs[0].variant.split(", ")]
+    lines = head([names[0], "env steps"], [], [f"{names[1]}={short(c)}" for c in columns])
+    for value in rows:
+        in_row = [run for run in runs if run.labels[0] == value]
+        ends = [int(run.steps[-1]) for run in in_row]
+        low, high = step_label(min(ends)), step_label(max(ends))
+        cells = [short(value), low if low == high else f"{low}-{high}"]
+        for column in columns:
+            values = [float(trailing_mean(r.success, window)[-1]) for r in in_row if r.labels[1] == column]
+            if not values:
+                cells.append("-")
+            elif f"{min(values):.2f}" == f"{max(values):.2f}":
+                cells.append(f"{values[0]:.2f}")
+            else:
+                cells.append(f"{sum(values) / len(values):.2f} ({min(values):.2f}-{max(values):.2f})")
+        lines.append(row(cells))
     return "\n".join(lines)

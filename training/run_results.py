@@ -88,7 +88,11 @@ def label_name(key: str) -> str:
 
 
 def trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
-    """``[n] -> [n]``: the mean of each value and the ``window - 1`` before it (fewer at the start)."""
+    """``[n] -> [n]``: the mean of each value and the ``window - 1`` before it (fewer at the start); with
+    ``window=1`` the values themselves (a difference of running sums rounds: 0.9 would be 0.8999999999999999, under
+    a threshold of 0.9)."""
+    if window == 1:
+        return np.asarray(values, dtype=np.float64)
     sums = np.cumsum(np.concatenate([[0.0], values]))
     idx = np.arange(1, len(values) + 1)
     return (sums[idx] - sums[np.maximum(idx - window, 0)]) / np.minimum(idx, window)

@@ -18,10 +18,10 @@ from her.relabel import Transitions
 from training.collect import (
     ActingPolicy,
     Rollout,
-    UniformPolicy,
     collect_episodes,
     has_episode_workers,
     start_in_workers,
+    uniform_policy,
 )
 from training.distributed import Distributed
 from training.divergence import DivergenceError, check_parameters, first_non_finite_update
@@ -176,8 +176,7 @@ class Runner:
         """What the next training episodes act with: uniform random actions until ``random_steps`` env steps are
         collected, then a snapshot of the agent's policy (exploring)."""
         if self.env_steps < self.random_steps:
-            space = self.train_env.single_action_space
-            return UniformPolicy(space.low.astype(np.float64), space.high.astype(np.float64))
+            return uniform_policy(self.train_env.single_action_space)
         return self.agent.acting_policy()
 
     def start_episodes(
