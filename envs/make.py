@@ -6,6 +6,7 @@ import contextlib
 import functools
 import importlib
 import io
+import multiprocessing
 import re
 import signal
 import threading
@@ -281,7 +282,10 @@ def make_vector_env(
     if vectorization == "async":
         fns[0]().close()  # fail here, with a clear message, rather than inside a worker
         with _sigint_ignored():
-            return gym.vector.AsyncVectorEnv(fns, shared_memory=True, copy=False)
+            # The platform's own start method: inside a joblib (loky) job the default context is loky's, which
+            # cannot pass the shared-memory observation buffers to the workers.
+            context = multiprocessing.get_all_start_methods()[0]
+            return gym.vector.AsyncVectorEnv(fns, shared_memory=True, copy=False, context=context)
     return gym.vector.SyncVectorEnv(fns, copy=False)
 
 

@@ -82,6 +82,15 @@ def boolean(name: str, value: Any) -> bool:
     return bool(value)
 
 
+def boolean_or_auto(name: str, value: Any) -> bool | str:
+    """A bool, or the string ``"auto"`` (the caller decides)."""
+    if isinstance(value, str) and value == "auto":
+        return value
+    if not isinstance(value, (bool, np.bool_)):
+        raise OptionError(name, value, 'true, false or "auto"')
+    return bool(value)
+
+
 def flag(name: str, value: Any) -> bool:
     """A bool, or the number 0 or 1 (a done flag stored as a float)."""
     if isinstance(value, (bool, np.bool_)):

@@ -154,8 +154,8 @@ def test_experiment_presets_compose_to_their_own_values(experiment):
         assert OmegaConf.select(cfg, key) == value, key
 
 
-# Async envs (one subprocess each) are under test in one preset; the others step their envs in-process.
-# (The presets themselves use one sync env: on the 2-core machine they are sized for, that is fastest.)
+# Async envs (one subprocess each, runner.overlap=auto overlapping them) are under test in one preset; the others
+# step their envs in-process.
 ASYNC_PRESET = "fetch_pick_and_place"
 
 

@@ -113,15 +113,15 @@ def test_non_finite_parameters_stop_the_epoch_before_its_checkpoints(tmp_path, m
     train(compose_config(*TINY, "runner.epochs=1"), run_dir)
     before = files(run_dir / "checkpoints")
     assert set(before) == {"last.pt", "last.prev.pt", "best.pt"}
-    learn = Runner.learn
+    learn_on = Runner.learn_on
 
-    def poisoned_learn(self: Runner, n_updates: int):
-        stats = learn(self, n_updates)  # finite: the last step of the cycle makes the parameters inf
+    def poisoned_learn(self: Runner, batches, n_updates: int):
+        stats = learn_on(self, batches, n_updates)  # finite: the last step of the cycle makes the parameters inf
         with torch.no_grad():
             next(self.agent.actor.parameters())[0, 0] = math.inf
         return stats
 
-    monkeypatch.setattr(Runner, "learn", poisoned_learn)
+    monkeypatch.setattr(Runner, "learn_on", poisoned_learn)
     with pytest.raises(DivergenceError, match=r"epoch 1, after update 4: NaN or inf in actor\..*end of the epoch"):
         train(resume_config(run_dir, ["runner.epochs=2"]), run_dir)
     assert files(run_dir / "checkpoints") == before

@@ -13,7 +13,7 @@ from conftest import compose_config
 
 from agents import DDPG, DQN, SAC
 from envs import env_info, make_env, make_vector_env
-from training import checkpoint
+from training import build, checkpoint
 from training.build import build_runner
 from training.cli import train
 from training.collect import EpisodeWorker, UniformPolicy, collect_episodes, has_episode_workers, start_in_workers
@@ -144,13 +144,13 @@ def test_overlap_needs_env_workers():
         build_runner(compose_config(*OVERLAP, "env.vectorization=sync"), run_dir=None)
     with pytest.raises(ConfigError, match=r"env.vectorization='threads' is invalid: expected one of auto, sync"):
         build_runner(compose_config(*OVERLAP, "env.vectorization=threads"), run_dir=None)
-    with pytest.raises(ConfigError, match=r"runner.overlap='yes' is invalid"):
+    with pytest.raises(ConfigError, match=r"runner.overlap='yes' is invalid: expected true, false or \"auto\""):
         build_runner(compose_config(*OVERLAP, "runner.overlap=yes"), run_dir=None)
     local = make_vector_env("PointReach-v0", 1)
     try:
         runner, _ = build_runner(compose_config(*OVERLAP), run_dir=None)
         runner.close()
-        with pytest.raises(Exception, match=r"overlap=True is invalid: expected a train env of worker processes"):
+        with pytest.raises(Exception, match=r"overlap=True is invalid: expected train and eval envs of worker"):
             Runner(runner.agent, runner.buffer, local, local, 50, overlap=True)
     finally:
         local.close()
@@ -167,3 +167,21 @@ def test_auto_vectorization_follows_overlap():
         assert not has_episode_workers(runner.train_env) and not runner.overlap
     finally:
         runner.close()
+
+
+@pytest.mark.parametrize(
+    ("vectorization", "cores", "expected"),
+    [("auto", 2, True), ("auto", 1, False), ("async", 1, True), ("sync", 2, False)],
+)
+def test_auto_overlap_where_a_core_is_free_for_the_env_worker(monkeypatch, vectorization, cores, expected):
+    monkeypatch.setattr(build, "usable_cores", lambda: cores)
+    cfg = compose_config(*OVERLAP, "runner.overlap=auto", f"env.vectorization={vectorization}")
+    assert build.overlap(cfg) is expected
+    assert build.vectorization(cfg) == ("async" if expected or vectorization == "async" else "sync")
+    runner, _ = build_runner(cfg, run_dir=None)
+    try:
+        assert runner.overlap is expected and has_episode_workers(runner.train_env) is expected
+    finally:
+        runner.close()
+    # two ranks on this machine: each needs 2 cores of its own
+    assert build.overlap(cfg, processes=2) is (vectorization == "async" or (vectorization == "auto" and cores >= 4))

@@ -87,7 +87,8 @@ def test_target_updates_every_n_updates_count_over_cycles():
 
 
 def test_random_steps_act_uniformly_until_that_many_env_steps():
-    runner = point_runner("runner.random_steps=100", "runner.episodes_per_cycle=2")
+    # runner.overlap=false: the patched policy below is a local function, which env worker processes cannot take
+    runner = point_runner("runner.random_steps=100", "runner.episodes_per_cycle=2", "runner.overlap=false")
     horizon = runner.horizon
     assert horizon == 50
     runner.agent.acting_policy = lambda: (lambda obs, goal, explore, rng: np.zeros((len(obs), 2), np.float32))

@@ -16,6 +16,7 @@ def test_epoch_records_count_and_average_what_the_epoch_did():
         "env=PointReach", f"runner.epochs={EPOCHS}", f"runner.cycles_per_epoch={CYCLES}",
         f"runner.episodes_per_cycle={EPISODES}", f"runner.updates_per_cycle={UPDATES}",
         f"runner.eval_episodes={EVAL_EPISODES}", "buffer.batch_size=16", "torch_threads=1", "progress=false",
+        "runner.overlap=false",  # collection and updates in turn: each cycle calls the scripted collect below
     )  # fmt: skip
     runner, _ = build_runner(cfg, run_dir=None)
     cycles, evaluations, stats, normalized, records = [], [], [], [], []

@@ -30,6 +30,14 @@ from training.options import ConfigError, check_agent_fits_env, check_options, c
 from training.runner import Runner
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on: its affinity mask (``taskset``) where the OS has one, else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def torch_threads(requested: int | None, num_envs: int, vectorization: str, processes: int = 1) -> int:
     """Threads for torch: ``requested``, or (``None``) this process's share of the cores (``processes``
     training processes on this machine) less its async env workers.
@@ -39,18 +47,27 @@ def torch_threads(requested: int | None, num_envs: int, vectorization: str, proc
     if requested is not None:
         return checked("", validation.positive_int, "torch_threads", requested)
     workers = num_envs if vectorization == "async" else 0
-    return max(1, (os.cpu_count() or 1) // processes - workers)
+    return max(1, usable_cores() // processes - workers)
 
 
-def vectorization(cfg: DictConfig) -> str:
-    """``env.vectorization`` resolved: ``auto`` is ``async`` (env worker processes) when ``runner.overlap`` needs
-    them, else ``sync``; ``runner.overlap`` with ``sync`` is refused."""
-    mode, overlap = cfg.env.vectorization, cfg.runner.get("overlap", False)
-    checked("env", validation.choice, "vectorization", mode, ("auto", *VECTORIZATION_MODES))
-    checked("runner", validation.boolean, "overlap", overlap)
+def overlap(cfg: DictConfig, processes: int = 1) -> bool:
+    """``runner.overlap`` resolved. ``auto`` overlaps where the env can run in worker processes and this process
+    has a core for them: ``env.vectorization=async``, or ``auto`` with 2 or more cores for each of the
+    ``processes`` training processes on this machine (not with ``sync``)."""
+    value = checked("runner", validation.boolean_or_auto, "overlap", cfg.runner.get("overlap", False))
+    mode = checked("env", validation.choice, "vectorization", cfg.env.vectorization, ("auto", *VECTORIZATION_MODES))
+    if value == "auto":
+        return mode == "async" or (mode == "auto" and usable_cores() // processes >= 2)
+    return value
+
+
+def vectorization(cfg: DictConfig, processes: int = 1) -> str:
+    """``env.vectorization`` resolved: ``auto`` is ``async`` (env worker processes) when ``runner.overlap``
+    (resolved by ``overlap``) needs them, else ``sync``; ``runner.overlap=true`` with ``sync`` is refused."""
+    mode, wanted = cfg.env.vectorization, overlap(cfg, processes)
     if mode == "auto":
-        return "async" if overlap else "sync"
-    if overlap and mode != "async":
+        return "async" if wanted else "sync"
+    if wanted and mode != "async":
         raise ConfigError(
             f"env.vectorization={mode!r} is invalid with runner.overlap=true: the episodes run in env worker "
             "processes while the learner updates (env.vectorization=async or auto)"
@@ -111,7 +128,7 @@ def build_runner(
     seed = checked("", validation.non_negative_int, "seed", cfg.seed)
     distributed = checked("distributed", instantiate(cfg.distributed), checked("", resolve_device, cfg.device))
     device = distributed.device  # under torchrun with cuda: this rank's GPU
-    mode = vectorization(cfg)
+    mode = vectorization(cfg, distributed.local_world_size)
     torch.set_num_threads(torch_threads(cfg.torch_threads, cfg.env.num_envs, mode, distributed.local_world_size))
     # NumPy's BLAS does only the small matmuls of acting (agents.acting): its extra threads slow those ~3x
     # at batch 8 while torch's threads are busy.
@@ -120,7 +137,7 @@ def build_runner(
 
     env_cfg, kwargs = cfg.env, env_options(cfg)
     # With runner.overlap each env runs whole episodes in its worker process (training.collect.EpisodeWorker).
-    wrapper = EpisodeWorker if cfg.runner.get("overlap", False) else None
+    wrapper = EpisodeWorker if overlap(cfg, distributed.local_world_size) else None
     train_env = checked(
         "env",
         make_vector_env,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -82,7 +82,7 @@ class Runner:
         overlap: run the episodes in the envs' worker processes (both envs: async vector envs of
             ``EpisodeWorker`` envs): a cycle's episodes are collected while its updates run, on batches drawn
             from the episodes of the cycles before (``train_cycle``). With one env worker, one core steps the env
-            and acts while another updates.
+            and acts while another updates. ``"auto"``: where both envs are such worker envs.
         seed: seeds the envs and the runner's generator (exploration noise, sampling).
         device: where sampled batches are sent (the agent's device).
         logger: where per-epoch metrics go (``None``: nowhere).
@@ -115,7 +115,7 @@ class Runner:
         random_steps: int = 0,
         eval_episodes: int = 10,
         eval_every: int | None = None,
-        overlap: bool = False,
+        overlap: bool | Literal["auto"] = "auto",
         seed: int = 0,
         device: str | torch.device = "cpu",
         logger: MetricsLogger | None = None,
@@ -147,13 +147,13 @@ class Runner:
             )
         if self.eval_episodes % eval_env.num_envs:
             raise validation.OptionError("eval_episodes", eval_episodes, f"a multiple of num_envs={eval_env.num_envs}")
-        self.overlap = validation.boolean("overlap", overlap)
-        if self.overlap:
-            for name, env in (("train", train_env), ("eval", eval_env)):
-                if not has_episode_workers(env):
-                    raise validation.OptionError(
-                        "overlap", overlap, f"a {name} env of worker processes (an async vector env of EpisodeWorker)"
-                    )
+        overlap = validation.boolean_or_auto("overlap", overlap)
+        workers = has_episode_workers(train_env) and has_episode_workers(eval_env)
+        if overlap is True and not workers:
+            raise validation.OptionError(
+                "overlap", overlap, "train and eval envs of worker processes (async vector envs of EpisodeWorker)"
+            )
+        self.overlap = workers if overlap == "auto" else overlap
         self.seed = seed
         self.to_device = BatchToDevice(device)
         self.rng = np.random.default_rng(seed)
