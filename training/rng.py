@@ -36,3 +36,12 @@ def set_env_rng_states(env: gym.vector.VectorEnv, states: Sequence[Mapping[str, 
     if len(states) != env.num_envs:
         raise ValueError(f"{len(states)} env generator states for a vector env of num_envs={env.num_envs}")
     env.set_attr("np_random", [generator_from_state(s) for s in states])
+
+
+def rank_generators(seed: int, env_steps: int, envs: Sequence[gym.vector.VectorEnv]) -> np.random.Generator:
+    """Generators of a rank > 0 after a resume, drawn from its seed and the env steps so far, so that the ranks
+    still explore and sample differently: sets each env's, returns the runner's."""
+    runner_seq, *env_seqs = np.random.SeedSequence((seed, env_steps)).spawn(1 + len(envs))
+    for env, seq in zip(envs, env_seqs, strict=True):
+        set_env_rng_states(env, [generator_state(np.random.default_rng(s)) for s in seq.spawn(env.num_envs)])
+    return np.random.default_rng(runner_seq)

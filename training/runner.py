@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any, Literal, Protocol
 
 import gymnasium as gym
@@ -25,8 +25,9 @@ from training.collect import (
 )
 from training.distributed import Distributed
 from training.divergence import DivergenceError, check_parameters, first_non_finite_update
+from training.epoch import EpochProgress
 from training.metrics import MetricsLogger
-from training.rng import env_rng_states, generator_from_state, generator_state, set_env_rng_states
+from training.rng import env_rng_states, generator_from_state, generator_state, rank_generators, set_env_rng_states
 from training.transfer import BatchToDevice
 
 
@@ -41,23 +42,6 @@ class Agent(Protocol):
     def update_targets(self) -> None: ...
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
-@dataclass
-class EpochProgress:
-    """What the epoch in progress has gathered: kept in checkpoints, so a stop mid-epoch resumes exactly.
-
-    ``successes``: final-step success of each training episode so far; ``stats``: one dict per update;
-    ``elapsed_s``: wall time of the cycles so far.
-    """
-
-    steps_before: int = 0
-    cycles: int = 0
-    successes: list[float] = field(default_factory=list)
-    stats: list[dict[str, float]] = field(default_factory=list)
-    collect_s: float = 0.0
-    update_s: float = 0.0
-    elapsed_s: float = 0.0
 
 
 EpochEndHook = Callable[["Runner", dict[str, Any]], None]
@@ -301,25 +285,6 @@ class Runner:
         ranks = self.distributed.world_size
         return self.env_steps * ranks // self.eval_every > self.partial.steps_before * ranks // self.eval_every
 
-    def _epoch_record(self, p: EpochProgress, evaluation: Rollout | None, eval_s: float) -> dict[str, Any]:
-        """The metrics.jsonl line of the epoch that ``p`` gathered and ``evaluation`` (if any) ended."""
-        return {
-            "epoch": self.epoch,
-            "env_steps": self.env_steps,
-            "updates": self.updates,
-            "wall_s": self.wall_s(),
-            "eval_success_rate": None if evaluation is None else float(evaluation.success.mean()),
-            "eval_mean_return": None if evaluation is None else float(evaluation.ret.mean()),
-            "train_success_rate": float(np.mean(p.successes)),
-            **{k: float(np.mean([s[k] for s in p.stats])) for k in (p.stats[0] if p.stats else {})},
-            "env_steps_per_s": (self.env_steps - p.steps_before) / (p.elapsed_s + eval_s),
-            "updates_per_s": len(p.stats) / p.update_s if p.update_s > 0 else None,
-            "collect_s": p.collect_s,
-            "update_s": p.update_s,
-            "eval_s": eval_s,
-            "buffer_transitions": self.buffer.n_transitions,
-        }
-
     def _run_cycles(self, bar: tqdm) -> bool:
         """The remaining cycles of the epoch in progress; false if a stop was requested after one of them."""
         p = self.partial
@@ -346,7 +311,15 @@ class Runner:
         evaluation = self.evaluate() if self.evaluates_now() else None
         self.evaluations += evaluation is not None
         eval_s = time.perf_counter() - eval_start if evaluation is not None else 0.0
-        record = self._epoch_record(self.partial, evaluation, eval_s)
+        record = self.partial.record(
+            epoch=self.epoch,
+            env_steps=self.env_steps,
+            updates=self.updates,
+            wall_s=self.wall_s(),
+            evaluation=evaluation,
+            eval_s=eval_s,
+            buffer_transitions=self.buffer.n_transitions,
+        )
         record = self.distributed.reduce_record(record)
         self.distributed.periodic_check(self.epoch)
         self.epoch += 1
@@ -412,16 +385,8 @@ class Runner:
         self.partial = EpochProgress(**state["partial_epoch"])
         self.last_record = dict(state["last_record"])
         if self.distributed.rank > 0:
-            self._reseed_for_rank()
-
-    def _reseed_for_rank(self) -> None:
-        """A checkpoint holds rank 0's generators (only rank 0 writes one): a rank > 0 continues with generators
-        of its own, drawn from its seed and the env steps so far, so that after a resume the ranks still explore
-        and sample differently."""
-        runner_seq, train_seq, eval_seq = np.random.SeedSequence((self.seed, self.env_steps)).spawn(3)
-        self.rng = np.random.default_rng(runner_seq)
-        for env, seq in ((self.train_env, train_seq), (self.eval_env, eval_seq)):
-            set_env_rng_states(env, [generator_state(np.random.default_rng(s)) for s in seq.spawn(env.num_envs)])
+            # A checkpoint holds rank 0's generators (only rank 0 writes one): this rank continues with its own.
+            self.rng = rank_generators(self.seed, self.env_steps, (self.train_env, self.eval_env))
 
     def close(self) -> None:
         """Close the logger, the envs and the process group (if any)."""
