@@ -162,9 +162,11 @@ def test_readme_matches_the_committed_data():
     assert "<!-- report:readme -->\n- **" in current
 
 
-def readme_spec(data: Path, at: int | None, section: str = "toy", runs: tuple[str, ...] = ("a", "b")) -> None:
+def readme_spec(
+    data: Path, at: int | None, section: str = "toy", runs: tuple[str, ...] = ("a", "b"), cpu: object = "a CPU"
+) -> None:
     (data / "report.yaml").write_text(json.dumps({
-        "sections": {"toy": {"cpu": "a CPU", "runs": list(runs), "threshold": 0.5, "milestones": [2000],
+        "sections": {"toy": {"cpu": cpu, "runs": list(runs), "threshold": 0.5, "milestones": [2000],
                              "window": 2}},
         "readme": [{"section": section, "title": "Toy in seconds", "command": "python scripts/train.py env=Toy",
                     "at": at}]}))  # fmt: skip
@@ -217,6 +219,15 @@ def test_readme_figures_come_from_a_section_and_link_to_it(tmp_path, capsys):
     block, = report_readme.build_readme(readme, doc, data)[1].splitlines()[2:3]  # fmt: skip
     assert "; first >= 0.5 after >= 3.5k [" in block
     assert "of training (IQM [95% CI]; 3 of 4 seeds reached it, the others count at their last evaluation);" in block
+    # Seeds on different CPUs: no training time in the bullet (one wall figure over two CPUs would mean nothing)
+    readme_spec(data, 2000, runs=("a", "b", "c"), cpu={"a": "CPU one", "b": "CPU one", "c": "CPU two"})
+    block, = report_readme.build_readme(readme, doc, data)[1].splitlines()[2:3]  # fmt: skip
+    assert "first >= 0.5 after 3k [2k, 4k] env steps and 0.0108 [0.00717, 0.0143] TFLOP of updates (IQM [95% CI]); " \
+           "training times on each seed's CPU: [results](docs/results.md#pointreach-v0)." in block  # fmt: skip
+    assert " min" not in block and "CPU one" not in block
+    readme_spec(data, 2000, runs=("a", "b"), cpu={"a": "CPU one", "b": "CPU two"})
+    block, = report_readme.build_readme(readme, doc, data)[1].splitlines()[2:3]  # fmt: skip
+    assert "first >= 0.5 after 2k-4k env steps and 0.00717-0.0143 TFLOP of updates; training times" in block
 
 
 def test_readme_figures_report_bad_entries(tmp_path, capsys):

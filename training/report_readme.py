@@ -125,7 +125,8 @@ def success_text(values: Sequence[float], where: str, window: int) -> str:
 
 def reached_text(section: Section, runs: Sequence[Run]) -> str:
     """``'first >= 0.9 after 255k [240k, 280k] env steps, 265 [250, 290] TFLOP of updates and 24.6 [22.3, 26.9] min
-    of training (IQM [95% CI])'``; below ``MIN_SEEDS`` seeds the range over the seeds that reached it."""
+    of training (IQM [95% CI])'``; below ``MIN_SEEDS`` seeds the range over the seeds that reached it. Runs on
+    different CPUs (a ``cpu`` mapping) get no training time: their wall times do not add up to one figure."""
     hits = [reaching(run, trailing_mean(run.success, section.window), section.threshold) for run in runs]
     reached = [h for h in hits if h.reached]
     if not reached:
@@ -135,22 +136,31 @@ def reached_text(section: Section, runs: Sequence[Run]) -> str:
         bound = len(reached) < len(hits)
         steps = estimate([h.steps for h in hits], "IQM", bound).text(steps_text)
         tflop = estimate([h.tflop for h in hits], "IQM", bound).text(tflop_text)
-        wall = wall_estimate(estimate([h.wall_s for h in hits], "IQM", bound))
-        text += f"{steps} env steps, {tflop} TFLOP of updates and {wall} of training (IQM [95% CI]"
+        if isinstance(section.cpu, str):
+            wall = wall_estimate(estimate([h.wall_s for h in hits], "IQM", bound))
+            text += f"{steps} env steps, {tflop} TFLOP of updates and {wall} of training (IQM [95% CI]"
+        else:
+            text += f"{steps} env steps and {tflop} TFLOP of updates (IQM [95% CI]"
         return text + (f"; {len(reached)} of {len(runs)} seeds reached it, the others count at their last "
                        "evaluation)" if bound else ")")  # fmt: skip
     steps = span(step_label(min(h.steps for h in reached)), step_label(max(h.steps for h in reached)))
     tflop = span(tflop_text(min(h.tflop for h in reached)), tflop_text(max(h.tflop for h in reached)))
-    text += f"{steps} env steps, {tflop} TFLOP of updates and {duration_span([h.wall_s for h in reached])} of training"
+    if isinstance(section.cpu, str):
+        wall = duration_span([h.wall_s for h in reached])
+        text += f"{steps} env steps, {tflop} TFLOP of updates and {wall} of training"
+    else:
+        text += f"{steps} env steps and {tflop} TFLOP of updates"
     return text + (f" ({len(reached)} of {len(runs)} seeds)" if len(reached) < len(runs) else "")
 
 
 def headline_line(headline: Headline, section: Section, runs: Sequence[Run], link: str) -> str:
     """README.md's bullet for ``headline`` (see the module docstring), linking to ``link``."""
     values, where, budget = values_at(headline, section, runs)
-    return (f"- **{headline.title}**: `{headline.command}` ({seed_list(runs)}): "
-            f"{success_text(values, where, section.window)}; {reached_text(section, runs)}; {budget} on "
-            f"{section.where()} ([results]({link})).")  # fmt: skip
+    head = (f"- **{headline.title}**: `{headline.command}` ({seed_list(runs)}): "
+            f"{success_text(values, where, section.window)}; {reached_text(section, runs)}")  # fmt: skip
+    if isinstance(section.cpu, str):
+        return f"{head}; {budget} on {section.cpu} ([results]({link}))."
+    return f"{head}; training times on each seed's CPU: [results]({link})."  # runs on different CPUs
 
 
 def readme_block(headlines: Sequence[Headline], sections: Sequence[Section], data: Path, results: str,
