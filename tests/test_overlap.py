@@ -43,23 +43,30 @@ def without_timing(run_dir) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in TIMING} for r in read_records(run_dir / "metrics.jsonl")]
 
 
+def collected_here_and_in_a_worker(env_id: str, kwargs: dict, agent, episodes: int, horizon: int):
+    """The same exploring episodes of ``agent``'s pickled acting policy, collected in this process and in an env
+    worker process (same seeds)."""
+    policy = pickle.loads(pickle.dumps(agent.acting_policy()))
+    local = make_vector_env(env_id, 1, kwargs=kwargs)
+    workers = make_vector_env(env_id, 1, "async", kwargs, wrapper=EpisodeWorker)
+    try:
+        assert has_episode_workers(workers) and not has_episode_workers(local)
+        rng = np.random.default_rng(7)
+        here = collect_episodes(local, lambda o, g: policy(o, g, True, rng), episodes, horizon, seed=11)
+        there = start_in_workers(workers, policy, True, [7], episodes, horizon, seed=11)()
+    finally:
+        local.close()
+        workers.close()
+    return here, there
+
+
 @pytest.mark.parametrize("cls", [DDPG, SAC])
 def test_a_policy_snapshot_pickles_and_acts_the_same_in_a_worker(cls):
     """What ``start_in_workers`` sends: the host policy (arrays and a small head) pickles, and a worker's episodes
     equal those collected here with a generator of the same seed."""
     info = env_info(make_env("PointReach-v0"))
     agent = cls(info.obs_dim, info.goal_dim, info.action_dim, info.action_max, hidden=(16, 16))
-    policy = pickle.loads(pickle.dumps(agent.acting_policy()))
-    local = make_vector_env("PointReach-v0", 1)
-    workers = make_vector_env("PointReach-v0", 1, "async", wrapper=EpisodeWorker)
-    try:
-        assert has_episode_workers(workers) and not has_episode_workers(local)
-        rng = np.random.default_rng(7)
-        here = collect_episodes(local, lambda o, g: policy(o, g, True, rng), 2, 50, seed=11)
-        there = start_in_workers(workers, policy, True, [7], 2, 50, seed=11)()
-    finally:
-        local.close()
-        workers.close()
+    here, there = collected_here_and_in_a_worker("PointReach-v0", {}, agent, episodes=2, horizon=50)
     for key in here.episodes:
         np.testing.assert_array_equal(here.episodes[key], there.episodes[key])
     np.testing.assert_array_equal(here.ret, there.ret)
@@ -68,18 +75,8 @@ def test_a_policy_snapshot_pickles_and_acts_the_same_in_a_worker(cls):
 def test_a_dqn_snapshot_pickles_and_flips_the_same_bits_in_a_worker():
     """DQN's epsilon-greedy head travels to a worker too, and a ``Discrete`` env's episodes (float indices) there
     equal those collected here."""
-    kwargs = {"n_bits": 6}
     agent = DQN(6, 6, 6, hidden=(16,), random_eps=0.5)
-    policy = pickle.loads(pickle.dumps(agent.acting_policy()))
-    local = make_vector_env("BitFlipping-v0", 1, kwargs=kwargs)
-    workers = make_vector_env("BitFlipping-v0", 1, "async", kwargs, wrapper=EpisodeWorker)
-    try:
-        rng = np.random.default_rng(7)
-        here = collect_episodes(local, lambda o, g: policy(o, g, True, rng), 3, 6, seed=11)
-        there = start_in_workers(workers, policy, True, [7], 3, 6, seed=11)()
-    finally:
-        local.close()
-        workers.close()
+    here, there = collected_here_and_in_a_worker("BitFlipping-v0", {"n_bits": 6}, agent, episodes=3, horizon=6)
     assert here.episodes["action"].shape == (3, 6, 1) and len(np.unique(here.episodes["action"])) > 1
     for key in here.episodes:
         np.testing.assert_array_equal(here.episodes[key], there.episodes[key])
