@@ -166,13 +166,22 @@ class GoalAgent(ABC):
     def acting_policy(self) -> HostPolicy:
         """A NumPy snapshot of the current policy, ``policy(obs [n, o], goal [n, g], explore, rng) -> [n, a]``
         actions in env units; valid until the next update or normalizer update."""
+        return self.host_policy(self.acting_net())
+
+    def host_policy(self, net: nn.Sequential) -> HostPolicy:
+        """A NumPy snapshot of the policy that ``net`` (shaped as ``acting_net``) computes."""
         return HostPolicy(
             self.obs_norm.host(),
             self.goal_norm.host(),
-            HostMLP.from_sequential(self.acting_net()),
+            HostMLP.from_sequential(net),
             self.acting_head(),
             self.action_scale(),
         )
+
+    def averaged_policy(self) -> HostPolicy | None:
+        """A NumPy snapshot of the Polyak-averaged policy that evaluation also runs, or ``None`` for an agent
+        without one (``eval_polyak``)."""
+        return None
 
     def act(
         self, obs: np.ndarray, goal: np.ndarray, explore: bool, rng: np.random.Generator | None = None
@@ -242,6 +251,17 @@ class GoalAgent(ABC):
         if self.generator is not None:
             self.generator.set_state(state["generator"])
 
+    # --- learning-rate schedule -----------------------------------------------------------------
+    def optimizers(self) -> dict[str, Adam]:
+        """The agent's optimizers by name (those ``stateful`` lists)."""
+        return {name: part for name, part in self.stateful().items() if isinstance(part, Adam)}
+
+    def scale_learning_rates(self, scale: float) -> None:
+        """Set every optimizer's learning rate to ``scale`` times the one it was built with (a schedule's step;
+        ``training.runner.Runner``'s ``lr_decay_to``)."""
+        for opt in self.optimizers().values():
+            opt.lr = opt.initial_lr * scale
+
 
 class ActorCriticAgent(GoalAgent):
     """An off-policy actor-critic on ``[normalize(o), normalize(g)]`` inputs, with actions in ``[-1, 1]``
@@ -259,6 +279,8 @@ class ActorCriticAgent(GoalAgent):
         action_l2: weight of the ``mean(a^2)`` penalty (``a`` in ``[-1, 1]``) on the actor's mean action.
         n_critics: size of the critic ensemble; TD targets take the minimum over the target critics.
         critic_layer_norm: LayerNorm before each hidden ReLU of the critics.
+        eval_polyak: ``None``, or keep a Polyak average of the actor, ``avg <- eval_polyak * avg + (1 - eval_polyak)
+            * actor`` at each target update, that evaluation runs beside the actor (``averaged_policy``).
         gamma, polyak, clip_target, norm_eps, norm_clip, precision, device: as :class:`GoalAgent`.
     """
 
@@ -280,6 +302,7 @@ class ActorCriticAgent(GoalAgent):
         clip_target: bool = True,
         n_critics: int = 1,
         critic_layer_norm: bool = False,
+        eval_polyak: float | None = None,
         norm_eps: float = 0.01,
         norm_clip: float = 5.0,
         precision: str = "auto",
@@ -308,6 +331,8 @@ class ActorCriticAgent(GoalAgent):
         self.critic = CriticEnsemble(in_dim, action_dim, self.hidden, self.n_critics, self.critic_layer_norm)
         self.critic = self.critic.to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.eval_polyak = validation.optional(validation.real_in_range, "eval_polyak", eval_polyak, 0, 1)
+        self.actor_average = None if eval_polyak is None else copy.deepcopy(self.actor).requires_grad_(False)
         self.actor_opt = Adam(self.actor.parameters(), validation.positive_real("lr_actor", lr_actor))
         self.critic_opt = Adam(self.critic.parameters(), validation.positive_real("lr_critic", lr_critic))
 
@@ -337,6 +362,10 @@ class ActorCriticAgent(GoalAgent):
     def action_scale(self) -> float:
         """``action_max``: the actor works in ``[-1, 1]``."""
         return self.action_max
+
+    def averaged_policy(self) -> HostPolicy | None:
+        """The Polyak average of the actor (``eval_polyak``) as a policy, or ``None`` without one."""
+        return None if self.actor_average is None else self.host_policy(self.actor_average.net)
 
     def random_actions(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """``[n, action_dim]`` uniform in ``[-action_max, action_max]``."""
@@ -372,10 +401,12 @@ class ActorCriticAgent(GoalAgent):
 
     def update_targets(self) -> None:
         polyak_update(self.critic_target, self.critic, self.polyak)
+        if self.actor_average is not None and self.eval_polyak is not None:
+            polyak_update(self.actor_average, self.actor, self.eval_polyak)
 
     # --- persistence ----------------------------------------------------------------------------
     def stateful(self) -> dict[str, Any]:
-        return {
+        parts = {
             "actor": self.actor,
             "critic": self.critic,
             "critic_target": self.critic_target,
@@ -384,3 +415,6 @@ class ActorCriticAgent(GoalAgent):
             "obs_norm": self.obs_norm,
             "goal_norm": self.goal_norm,
         }
+        if self.actor_average is not None:
+            parts["actor_average"] = self.actor_average
+        return parts

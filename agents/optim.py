@@ -28,7 +28,9 @@ class Adam:
 
     Args:
         params: the tensors to optimize (all on one device, one floating dtype).
-        lr: learning rate. betas: decay rates of the first and second moment averages. eps: denominator term.
+        lr: learning rate (``initial_lr`` keeps it: a schedule sets ``lr`` to a fraction of it, and a loaded state
+            sets ``lr``, not ``initial_lr``). betas: decay rates of the first and second moment averages. eps:
+            denominator term.
     """
 
     def __init__(
@@ -40,7 +42,7 @@ class Adam:
         kinds = sorted({f"{p.dtype} on {p.device}" for p in self.params})
         if len(kinds) > 1 or not self.params[0].is_floating_point():
             raise ValueError(f"Adam's parameters must share one device and one floating dtype, got {', '.join(kinds)}")
-        self.lr = validation.positive_real("lr", lr)
+        self.lr = self.initial_lr = validation.positive_real("lr", lr)
         self.betas = (
             validation.real_in_range("beta1", betas[0], 0.0, 1.0, high_open=True),
             validation.real_in_range("beta2", betas[1], 0.0, 1.0, high_open=True),

@@ -6,9 +6,11 @@ import inspect
 import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 
 class OptionError(ValueError):
@@ -29,6 +31,17 @@ def _is_int(value: Any) -> bool:
 
 def _is_real(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def optional(check: Callable[..., T], name: str, value: Any, *args: Any) -> T | None:
+    """``None`` for ``None`` (null in a config), else ``check(name, value, *args)``; its error then also says that
+    null is allowed."""
+    if value is None:
+        return None
+    try:
+        return check(name, value, *args)
+    except OptionError as error:
+        raise OptionError(name, value, f"{error.allowed} or null") from None
 
 
 def positive_int(name: str, value: Any) -> int:

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
+from her import validation
 from her.goals import GOAL_KEYS
 
 
@@ -202,6 +203,18 @@ def has_episode_workers(env: gym.vector.VectorEnv) -> bool:
         return all(env.get_attr("episode_worker"))
     except AttributeError:
         return False
+
+
+def resolve_overlap(overlap: bool | str, train_env: gym.vector.VectorEnv, eval_env: gym.vector.VectorEnv) -> bool:
+    """A runner's ``overlap`` option checked: ``"auto"`` is whether both envs have episode workers, and ``True``
+    without them is refused."""
+    overlap = validation.boolean_or_auto("overlap", overlap)
+    workers = has_episode_workers(train_env) and has_episode_workers(eval_env)
+    if overlap is True and not workers:
+        raise validation.OptionError(
+            "overlap", overlap, "train and eval envs of worker processes (async vector envs of EpisodeWorker)"
+        )
+    return workers if overlap == "auto" else bool(overlap)
 
 
 def start_in_workers(

@@ -32,6 +32,18 @@ def first_non_finite_update(stats: Sequence[Mapping[str, float]]) -> tuple[int, 
     return row, [f"{key}={value}" for (key, value), ok in zip(stats[row].items(), finite[row]) if not ok]
 
 
+def cycle_divergence(bad: tuple[int, list[str]] | None, epoch: int, updates_before: int, n: int) -> DivergenceError:
+    """The error for a cycle of ``n`` updates after ``updates_before`` that diverged on some rank: ``bad`` is this
+    rank's ``first_non_finite_update`` (``None``: the update that diverged was another rank's)."""
+    if bad is None:
+        return DivergenceError(
+            f"training diverged: epoch {epoch}, updates {updates_before + 1}-{updates_before + n}: another rank's "
+            "update returned NaN or inf"
+        )
+    update, values = updates_before + 1 + bad[0], ", ".join(bad[1])
+    return DivergenceError(f"training diverged: epoch {epoch}, update {update} returned {values}")
+
+
 def non_finite_tensors(state: Mapping[str, Any], prefix: str = "") -> list[str]:
     """Dotted names of the floating-point tensors and arrays in a (nested) ``state_dict`` holding NaN or inf."""
     named: list[tuple[str, torch.Tensor]] = []

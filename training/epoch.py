@@ -11,6 +11,14 @@ import numpy as np
 from training.collect import Rollout
 
 
+def evaluation_metrics(evaluation: Rollout | None, prefix: str = "eval") -> dict[str, float | None]:
+    """``{prefix}_success_rate`` and ``{prefix}_mean_return`` of an evaluation's episodes (``None``: none ran)."""
+    return {
+        f"{prefix}_success_rate": None if evaluation is None else float(evaluation.success.mean()),
+        f"{prefix}_mean_return": None if evaluation is None else float(evaluation.ret.mean()),
+    }
+
+
 @dataclass
 class EpochProgress:
     """What the epoch in progress has gathered: kept in checkpoints, so a stop mid-epoch resumes exactly.
@@ -45,8 +53,7 @@ class EpochProgress:
             "env_steps": env_steps,
             "updates": updates,
             "wall_s": wall_s,
-            "eval_success_rate": None if evaluation is None else float(evaluation.success.mean()),
-            "eval_mean_return": None if evaluation is None else float(evaluation.ret.mean()),
+            **evaluation_metrics(evaluation),
             "train_success_rate": float(np.mean(self.successes)),
             **{k: float(np.mean([s[k] for s in self.stats])) for k in (self.stats[0] if self.stats else {})},
             "env_steps_per_s": (env_steps - self.steps_before) / (self.elapsed_s + eval_s),

@@ -18,6 +18,7 @@ HParamValue = bool | int | float | str
 # the rates per second of wall-clock time.
 TB_TAGS = {
     "eval_success_rate": "success/eval",
+    "eval_avg_success_rate": "success/eval_averaged_actor",
     "train_success_rate": "success/train",
     "actor_loss": "train/actor_loss",
     "critic_loss": "train/critic_loss",
@@ -26,6 +27,7 @@ TB_TAGS = {
     "entropy": "train/entropy",  # SAC's policy entropy estimate, -mean(log pi)
     "buffer_transitions": "train/buffer_transitions",
     "eval_mean_return": "values/eval_mean_return",
+    "eval_avg_mean_return": "values/eval_averaged_actor_mean_return",
     "q_mean": "values/q_mean",
     "env_steps_per_s": "wall/env_steps_per_s",
     "updates_per_s": "wall/updates_per_s",

@@ -19,13 +19,13 @@ from training.collect import (
     ActingPolicy,
     Rollout,
     collect_episodes,
-    has_episode_workers,
+    resolve_overlap,
     start_in_workers,
     uniform_policy,
 )
 from training.distributed import Distributed
-from training.divergence import DivergenceError, check_parameters, first_non_finite_update
-from training.epoch import EpochProgress
+from training.divergence import check_parameters, cycle_divergence, first_non_finite_update
+from training.epoch import EpochProgress, evaluation_metrics
 from training.metrics import MetricsLogger
 from training.rng import env_rng_states, generator_from_state, generator_state, rank_generators, set_env_rng_states
 from training.transfer import BatchToDevice
@@ -57,12 +57,16 @@ class Runner:
         updates_per_cycle: gradient updates per cycle.
         target_update_every: updates between target-network updates (counted over the whole run); ``None``:
             one target update per cycle, after its updates.
+        lr_decay_to: ``None``, or decay every learning rate of the agent linearly, cycle by cycle, from its own
+            value at the first update to this fraction of it at the last update of the run (``epochs``).
         random_steps: the first cycles of a run, until this many env steps are collected, act uniformly at
             random (action space bounds) instead of with the policy.
         eval_episodes: deterministic episodes per evaluation (a multiple of ``eval_env.num_envs``).
         eval_every: env steps (of all ranks) between evaluations; an epoch evaluates when it reaches or passes a
             multiple of it, and the last epoch always does. ``None``: every epoch. The records of epochs without
-            an evaluation hold ``None`` for ``eval_success_rate`` and ``eval_mean_return``.
+            an evaluation hold ``None`` for ``eval_success_rate`` and ``eval_mean_return``. An agent with a
+            Polyak-averaged actor (``averaged_policy``) is evaluated with it too, on as many episodes after those
+            of its actor: ``eval_avg_success_rate`` and ``eval_avg_mean_return``.
         overlap: run the episodes in the envs' worker processes (both envs: async vector envs of
             ``EpisodeWorker`` envs): a cycle's episodes are collected while its updates run, on batches drawn
             from the episodes of the cycles before (``train_cycle``). With one env worker, one core steps the env
@@ -96,6 +100,7 @@ class Runner:
         episodes_per_cycle: int = 2,
         updates_per_cycle: int = 40,
         target_update_every: int | None = None,
+        lr_decay_to: float | None = None,
         random_steps: int = 0,
         eval_episodes: int = 10,
         eval_every: int | None = None,
@@ -119,25 +124,20 @@ class Runner:
         self.cycles_per_epoch = validation.positive_int("cycles_per_epoch", cycles_per_epoch)
         self.episodes_per_cycle = validation.positive_int("episodes_per_cycle", episodes_per_cycle)
         self.updates_per_cycle = validation.non_negative_int("updates_per_cycle", updates_per_cycle)
-        self.target_update_every = (
-            None if target_update_every is None else validation.positive_int("target_update_every", target_update_every)
-        )
+        every = validation.optional(validation.positive_int, "target_update_every", target_update_every)
+        self.target_update_every = every
+        self.lr_decay_to = validation.optional(validation.real_in_range, "lr_decay_to", lr_decay_to, 0, 1)
         self.random_steps = validation.non_negative_int("random_steps", random_steps)
         self.eval_episodes = validation.positive_int("eval_episodes", eval_episodes)
-        self.eval_every = None if eval_every is None else validation.positive_int("eval_every", eval_every)
+        self.eval_every = validation.optional(validation.positive_int, "eval_every", eval_every)
         if self.episodes_per_cycle % train_env.num_envs:
             raise validation.OptionError(
                 "episodes_per_cycle", episodes_per_cycle, f"a multiple of num_envs={train_env.num_envs}"
             )
         if self.eval_episodes % eval_env.num_envs:
             raise validation.OptionError("eval_episodes", eval_episodes, f"a multiple of num_envs={eval_env.num_envs}")
-        overlap = validation.boolean_or_auto("overlap", overlap)
-        workers = has_episode_workers(train_env) and has_episode_workers(eval_env)
-        if overlap is True and not workers:
-            raise validation.OptionError(
-                "overlap", overlap, "train and eval envs of worker processes (async vector envs of EpisodeWorker)"
-            )
-        self.overlap = workers if overlap == "auto" else overlap
+        self.overlap = resolve_overlap(overlap, train_env, eval_env)
+        self.keeps_average = agent.averaged_policy() is not None
         self.seed = seed
         self.to_device = BatchToDevice(device)
         self.rng = np.random.default_rng(seed)
@@ -212,6 +212,9 @@ class Runner:
         """``n_updates`` gradient updates on the consecutive batches of ``batches``, with target updates every
         ``target_update_every`` updates (``None``: one after the last)."""
         size = self.buffer.batch_size
+        if self.lr_decay_to is not None and n_updates > 0:
+            progress = self.updates / max(self.epochs * self.cycles_per_epoch * self.updates_per_cycle - 1, 1)
+            self.agent.scale_learning_rates(1.0 - (1.0 - self.lr_decay_to) * min(progress, 1.0))
         stats: list[dict[str, float]] = []
         for i in range(n_updates):
             stats.append(self.agent.update(Transitions(*(x[i * size : (i + 1) * size] for x in batches))))
@@ -251,6 +254,11 @@ class Runner:
         seed = self.seed + 100_000 if self.evaluations == 0 else None
         return self.start_episodes(self.eval_env, self.agent.acting_policy(), False, self.eval_episodes, seed)()
 
+    def evaluate_average(self) -> Rollout | None:
+        """Deterministic episodes of the agent's Polyak-averaged actor, if it keeps one (``averaged_policy``)."""
+        policy = self.agent.averaged_policy()
+        return None if policy is None else self.start_episodes(self.eval_env, policy, False, self.eval_episodes, None)()
+
     def wall_s(self) -> float:
         """Training wall time of this run so far, over all sessions."""
         return self._wall_s_before + (time.perf_counter() - self._start if self._start is not None else 0.0)
@@ -268,14 +276,7 @@ class Runner:
         bad = first_non_finite_update(stats)
         self.stopped, diverged = self.distributed.any_rank(self._stop_requested_here(), bad is not None)
         if diverged:
-            if bad is None:
-                first, last = updates_before + 1, updates_before + len(stats)
-                raise DivergenceError(
-                    f"training diverged: epoch {self.epoch}, updates {first}-{last}: another rank's update "
-                    "returned NaN or inf"
-                )
-            update, values = updates_before + 1 + bad[0], ", ".join(bad[1])
-            raise DivergenceError(f"training diverged: epoch {self.epoch}, update {update} returned {values}")
+            raise cycle_divergence(bad, self.epoch, updates_before, len(stats))
         return self.stopped
 
     def evaluates_now(self) -> bool:
@@ -309,6 +310,7 @@ class Runner:
         check_parameters(self.agent.state_dict(), self.epoch, self.updates, "at the end of the epoch")
         eval_start = time.perf_counter()
         evaluation = self.evaluate() if self.evaluates_now() else None
+        average = self.evaluate_average() if evaluation is not None else None
         self.evaluations += evaluation is not None
         eval_s = time.perf_counter() - eval_start if evaluation is not None else 0.0
         record = self.partial.record(
@@ -320,6 +322,7 @@ class Runner:
             eval_s=eval_s,
             buffer_transitions=self.buffer.n_transitions,
         )
+        record |= evaluation_metrics(average, "eval_avg") if self.keeps_average else {}
         record = self.distributed.reduce_record(record)
         self.distributed.periodic_check(self.epoch)
         self.epoch += 1
