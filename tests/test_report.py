@@ -93,6 +93,38 @@ def test_statistics_of_four_seeds_are_the_iqm_and_the_mean_with_intervals(tmp_pa
     assert " | - | 1 of 4 | >= 2k [1k, 2k] | " in iqm
 
 
+def test_a_section_with_metrics_shows_the_averaged_actor_beside_the_actor_and_dip_the_lowest_after(tmp_path):
+    data = tmp_path / "results"
+    write_run(data, "plain", 0, [0.0, 0.5, 0.0, 0.5, 0.5])  # window-2 means: 0, .25, .25, .25, .5
+    write_run(data, "avg", 0, [0.0, 1.0, 0.0, 0.0, 1.0])  # means: 0, .5, .5, 0, .5
+    lines = (data / "avg" / "metrics.jsonl").read_text().splitlines()
+    averaged = [0, 1, 1, 1, 1]  # means: 0, .5, 1, 1, 1
+    with_average = [json.dumps({**json.loads(line), "eval_avg_success_rate": a}) for line, a in zip(lines, averaged)]
+    (data / "avg" / "metrics.jsonl").write_text("\n".join(with_average) + "\n")
+    (data / "report.yaml").write_text(json.dumps({"sections": {"toy": {
+        "cpu": "a CPU", "runs": ["plain", "avg"], "threshold": 0.5, "milestones": [2000], "window": 2,
+        "curve": "toy.png", "metrics": ["eval_success_rate", "eval_avg_success_rate"], "dip": True}}}))  # fmt: skip
+    section = report.load_sections(data / "report.yaml")[0]
+    block, runs = report.section_block(section, data)
+    rows = block.splitlines()
+    assert rows[0].endswith("| wall of the run | lowest after 0.5 |")
+    # "plain" logged no averaged actor: one row. "avg" has a row per actor; its actor fell to 0 after first 0.5.
+    assert rows[2].startswith("| evaluated=actor, seed 0 | 0.25 | 0.50 at 5k | 5k |") and rows[2].endswith("| - |")
+    assert rows[3].startswith("| evaluated=actor, seed 0 | 0.50 |") and rows[3].endswith("| 0.00 at 4k |")
+    assert rows[4].startswith("| evaluated=Polyak-averaged actor, seed 0 | 0.50 | 1.00 at 5k | 2k |")
+    assert rows[4].endswith("| 1.00 at 3k |") and len(rows) > 5 and rows[5] == ""
+    assert [r.variant for r in runs] == ["evaluated=actor"] * 2 + ["evaluated=Polyak-averaged actor"]
+    assert set(report.legend_labels(section.legend_keys(), runs).values()) == {
+        "evaluated=actor", "evaluated=Polyak-averaged actor"}  # fmt: skip
+    report.draw_curve(section, runs, data, tmp_path / "toy.png")
+    assert (tmp_path / "toy.png").stat().st_size > 0
+
+    spec_text = (data / "report.yaml").read_text().replace('["eval_success_rate", ', "[")
+    (data / "report.yaml").write_text(spec_text)
+    with pytest.raises(report.ReportError, match="metrics must list eval_success_rate, then any of"):
+        report.load_sections(data / "report.yaml")
+
+
 def test_tflop_of_a_run_is_its_updates_times_the_hand_counted_flops_of_one(tmp_path):
     write_run(tmp_path, "a", 0, [0.0, 0.5, 1.0])
     run = load_run(tmp_path / "a")

@@ -16,7 +16,10 @@ config, and the runs that share them form a group; a section's ``label_defaults`
 of a label key for runs whose config lacks it (runs made before the option existed, which ran as its default).
 A section's ``cpu`` names the CPU its wall times were measured on; where its runs ran on different CPUs it maps
 each run to its CPU, and the table gets a CPU column. Its curve (``training.curves``) draws each group in its
-own colour, labeled by the label keys whose values differ between the groups.
+own colour, labeled by the label keys whose values differ between the groups. A section's ``metrics`` lists the
+success rates it shows: ``eval_success_rate`` (the default), then ``eval_avg_success_rate`` (the Polyak-averaged
+actor that ``agent.eval_polyak`` evaluates): each run that logged one is a row and a curve of it, labeled
+``evaluated=...``. ``dip: true`` adds the lowest success of each run after it first reached the threshold.
 
 A section with ``grid: [ROW_KEY, COLUMN_KEY]`` (two config keys, e.g. ``env.n_bits`` and ``buffer.replay_k``) is a
 grid instead (``training.report_tables.grid_table``): a row per value of the first key, a column per value of the
@@ -43,7 +46,7 @@ from omegaconf import OmegaConf
 
 from training.curves import Curve, PlotError, plot, smoothed
 from training.report_tables import grid_table, groups, runs_table, statistics_table
-from training.run_results import ReportError, Run, label_name, load_run, short, trailing_mean
+from training.run_results import EVALUATED, ReportError, Run, has_metric, label_name, load_run, short, trailing_mean
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository: docs/ beside this package
 DATA = ROOT / "docs" / "results"
@@ -65,6 +68,8 @@ class Section:
     cpu: str | dict[str, str]  # the CPU the runs' wall times were measured on, or each run's (run -> CPU)
     doc: str | None = None  # the results doc (a file beside docs/results.md) holding its block; None: results.md
     grid: tuple[str, str] | None = None  # a grid section's row and column keys
+    metrics: tuple[str, ...] = ("eval_success_rate",)  # the success rates shown, each a row and curve of a run
+    dip: bool = False  # the runs table shows each run's lowest success after it first reached the threshold
 
     def where(self) -> str:
         """The CPU of the runs, as the footnote and README say it."""
@@ -73,6 +78,10 @@ class Section:
     def keys(self) -> list[str]:
         """The config keys its runs are labeled with: the grid's keys, or ``label_keys``."""
         return list(self.grid) if self.grid else self.label_keys
+
+    def legend_keys(self) -> list[str]:
+        """What its curves are labeled by: ``label_keys``, and ``evaluated`` where it shows several metrics."""
+        return self.label_keys + (["evaluated"] if len(self.metrics) > 1 else [])
 
 
 def label_keys(value: object) -> list[str]:
@@ -120,10 +129,37 @@ def section_cpu(value: object, runs: Sequence[str]) -> str | dict[str, str]:
     return value
 
 
+def metric_names(value: object) -> tuple[str, ...]:
+    """``metrics``: absent (``eval_success_rate``), or a list of keys of ``EVALUATED``, the first one
+    ``eval_success_rate``."""
+    if value is None:
+        return ("eval_success_rate",)
+    if not isinstance(value, list) or not value or value[0] != "eval_success_rate" or not set(value) <= set(EVALUATED):
+        raise ValueError(f"metrics must list eval_success_rate, then any of {list(EVALUATED)[1:]}, got {value!r}")
+    return tuple(value)
+
+
 def load_run_of(section: Section, data: Path, name: str) -> Run:
-    """The run ``name`` of ``section``, labeled with its CPU where the section's runs ran on different ones."""
-    run = load_run(data / name, section.keys(), section.label_defaults)
-    return run if isinstance(section.cpu, str) else replace(run, cpu=section.cpu[name])
+    """The run ``name`` of ``section`` (its ``eval_success_rate``), labeled with its CPU where the section's runs
+    ran on different ones."""
+    return load_runs_of(section, data, name)[0]
+
+
+def load_runs_of(section: Section, data: Path, name: str) -> list[Run]:
+    """The run ``name`` of ``section`` once per metric of the section that it logged, labeled with its CPU where
+    the section's runs ran on different ones, and with the actor evaluated (``evaluated``) where the section
+    shows several metrics."""
+    runs = []
+    for metric in section.metrics:
+        if metric != section.metrics[0] and not has_metric(data / name, metric):
+            continue
+        run = load_run(data / name, section.keys(), section.label_defaults, metric)
+        if len(section.metrics) > 1:
+            what = EVALUATED[metric]
+            variant = f"{run.variant}, evaluated={what}" if run.variant else f"evaluated={what}"
+            run = replace(run, variant=variant, labels=(*run.labels, what))
+        runs.append(run if isinstance(section.cpu, str) else replace(run, cpu=section.cpu[name]))
+    return runs
 
 
 def load_sections(spec: Path) -> list[Section]:
@@ -147,6 +183,8 @@ def load_sections(spec: Path) -> list[Section]:
                     section_cpu(s["cpu"], s["runs"]),
                     doc_name(s.get("doc")),
                     grid_keys(s.get("grid"), keys),
+                    metric_names(s.get("metrics")),
+                    bool(s.get("dip", False)),
                 )
             )
         except (KeyError, TypeError, ValueError) as err:
@@ -156,7 +194,7 @@ def load_sections(spec: Path) -> list[Section]:
 
 def section_block(section: Section, data: Path) -> tuple[str, list[Run]]:
     run_dirs = [data / r for r in section.runs]
-    runs = [load_run_of(section, data, r) for r in section.runs]
+    runs = [run for r in section.runs for run in load_runs_of(section, data, r)]
     what = "each evaluation on its own" if section.window == 1 else f"the mean of the last {section.window} evaluations"
     links = ", ".join(f"[`{d.relative_to(data.parent.parent).as_posix()}`]({d.relative_to(data.parent).as_posix()})"
                       for d in run_dirs)  # fmt: skip
@@ -170,7 +208,7 @@ def section_block(section: Section, data: Path) -> tuple[str, list[Run]]:
             block += f"\n\n![{runs[0].env_id}: eval success rate at the end against {label_name(section.grid[0])}]"
             block += f"({section.curve})"
         return block, runs
-    block = runs_table(runs, section.milestones, section.threshold, section.window)
+    block = runs_table(runs, section.milestones, section.threshold, section.window, section.dip)
     block += (
         f"\n\nEval success rate: {what} at each point; TFLOP: the matrix products of the updates so far; wall: "
         f"training time (collection, updates, evaluation) on {section.where()}. Data: {links}."
@@ -231,7 +269,7 @@ def draw_curve(section: Section, runs: Sequence[Run], data: Path, out: Path) -> 
                  "eval success rate at the end", xlabel=label_name(row_key),
                  runs_per_env={runs[0].env_id: len(runs)})  # fmt: skip
             return
-        labels = legend_labels(section.label_keys, runs)
+        labels = legend_labels(section.legend_keys(), runs)
         curves = [Curve(data / r.name, r.env_id, r.seed, r.steps, r.success, labels[r.variant]) for r in runs]
         ylabel = f"eval success rate, mean of last {section.smooth} evals" if section.smooth > 1 else None
         plot([smoothed(c, section.smooth) for c in curves], "eval_success_rate", out, ylabel)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
+
 from training.curves import step_label
 from training.run_results import Reaching, Run, at_steps, duration, reaching, short, tflop_text, trailing_mean
 from training.statistics import MIN_SEEDS, STATISTICS, Estimate, estimate
@@ -43,11 +45,23 @@ def run_name(run: Run) -> str:
     return f"{run.variant}, {name}" if run.variant else name
 
 
-def runs_table(runs: Sequence[Run], milestones: Sequence[int], threshold: float, window: int) -> str:
-    """One row per run (see the module docstring); a ``CPU`` column where runs name their CPU."""
+def lowest_after(run: Run, mean: np.ndarray, threshold: float) -> str:
+    """``'0.48 at 600k'``: the lowest window ``mean`` of ``run`` after the evaluation at which it first reached
+    ``threshold`` (``-`` where it has not, or has no evaluation after that one)."""
+    hits = np.flatnonzero(mean >= threshold)
+    if not len(hits) or hits[0] + 1 >= len(mean):
+        return "-"
+    i = hits[0] + 1 + int(np.argmin(mean[hits[0] + 1 :]))
+    return f"{mean[i]:.2f} at {step_label(int(run.steps[i]))}"
+
+
+def runs_table(runs: Sequence[Run], milestones: Sequence[int], threshold: float, window: int, dip: bool = False) -> str:
+    """One row per run (see the module docstring); a ``CPU`` column where runs name their CPU; with ``dip``, the
+    lowest success after the run first reached the threshold (``lowest_after``)."""
     cpu_column = any(run.cpu for run in runs)
     to = f"to {threshold:g}"
     lines = head(["run"], milestones, ["end", f"env steps {to}", f"TFLOP {to}", f"wall {to}", "wall of the run",
+                                       *([f"lowest after {threshold:g}"] if dip else []),
                                        *(["CPU"] if cpu_column else [])])  # fmt: skip
     for run in runs:
         mean = trailing_mean(run.success, window)
@@ -60,6 +74,7 @@ def runs_table(runs: Sequence[Run], milestones: Sequence[int], threshold: float,
         cells += [step_label(hit.steps), tflop_text(hit.tflop), duration(hit.wall_s)] if hit.reached else \
             ["not yet", "-", "-"]  # fmt: skip
         cells.append(duration(float(run.wall_s[-1])))
+        cells += [lowest_after(run, mean, threshold)] if dip else []
         cells += [run.cpu] if cpu_column else []
         lines.append(row(cells))
     return "\n".join(lines)

@@ -44,14 +44,30 @@ def short(value: object) -> str:
     return str(value)
 
 
-def load_run(run_dir: Path, label_keys: Sequence[str] = (), label_defaults: Mapping[str, object] | None = None) -> Run:
+# The success rates a section can show, by metrics.jsonl key, and how a table row names the actor evaluated.
+EVALUATED = {"eval_success_rate": "actor", "eval_avg_success_rate": "Polyak-averaged actor"}
+
+
+def has_metric(run_dir: Path, metric: str) -> bool:
+    """Whether the run's metrics.jsonl holds ``metric`` (an agent with ``eval_polyak`` logs ``eval_avg_*``)."""
+    return any(r.get(metric) is not None for r in read_records(run_dir / "metrics.jsonl"))
+
+
+def load_run(
+    run_dir: Path,
+    label_keys: Sequence[str] = (),
+    label_defaults: Mapping[str, object] | None = None,
+    metric: str = "eval_success_rate",
+) -> Run:
+    """The run in ``run_dir`` with ``metric`` (a key of ``EVALUATED``) as its success, labeled by the config's
+    values of ``label_keys``."""
     config = run_dir / "config.yaml"
     if not config.is_file() or not (run_dir / "metrics.jsonl").is_file():
         raise ReportError(f"{run_dir}: expected metrics.jsonl and config.yaml")
     cfg = OmegaConf.load(config)
-    records = [r for r in read_records(run_dir / "metrics.jsonl") if r.get("eval_success_rate") is not None]
+    records = [r for r in read_records(run_dir / "metrics.jsonl") if r.get(metric) is not None]
     if not records:
-        raise ReportError(f"{run_dir}/metrics.jsonl: no evaluated epoch")
+        raise ReportError(f"{run_dir}/metrics.jsonl: no evaluated epoch with {metric}")
     if any("updates" not in r for r in records):
         raise ReportError(f"{run_dir}/metrics.jsonl: an evaluated epoch without 'updates' (for its TFLOP)")
     parts, values = [], []
@@ -74,7 +90,7 @@ def load_run(run_dir: Path, label_keys: Sequence[str] = (), label_defaults: Mapp
         cfg.get("seed"),
         str(cfg.env.id),
         np.array([r["env_steps"] for r in records], dtype=np.int64),
-        np.array([r["eval_success_rate"] for r in records], dtype=np.float64),
+        np.array([r[metric] for r in records], dtype=np.float64),
         np.array([r["wall_s"] for r in records], dtype=np.float64),
         updates * flops / 1e12,
         ", ".join(parts),
