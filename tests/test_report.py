@@ -40,8 +40,15 @@ def write_run(data: Path, name: str, seed: int, success: list[float], steps_per_
     run.mkdir(parents=True)
     (run / "config.yaml").write_text(f"seed: {seed}\nenv:\n  id: {TOY}\n{TOY_CONFIG}")
     lines = [
-        json.dumps({"epoch": i, "env_steps": (i + 1) * steps_per_epoch, "updates": UPDATES_PER_EPOCH * (i + 1),
-                    "wall_s": 60.0 * (i + 1), "eval_success_rate": s})  # fmt: skip
+        json.dumps(
+            {
+                "epoch": i,
+                "env_steps": (i + 1) * steps_per_epoch,
+                "updates": UPDATES_PER_EPOCH * (i + 1),
+                "wall_s": 60.0 * (i + 1),
+                "eval_success_rate": s,
+            }
+        )  # fmt: skip
         for i, s in enumerate(success)
     ]
     (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
@@ -49,8 +56,21 @@ def write_run(data: Path, name: str, seed: int, success: list[float], steps_per_
 
 def spec(data: Path, runs: list[str], curve: str | None = None) -> None:
     (data / "report.yaml").write_text(
-        json.dumps({"sections": {"toy": {"cpu": "a CPU", "runs": runs, "threshold": 0.5, "milestones": [2000, 4000],
-                                         "window": 2, "curve": curve, "smooth": 1}}})  # fmt: skip
+        json.dumps(
+            {
+                "sections": {
+                    "toy": {
+                        "cpu": "a CPU",
+                        "runs": runs,
+                        "threshold": 0.5,
+                        "milestones": [2000, 4000],
+                        "window": 2,
+                        "curve": curve,
+                        "smooth": 1,
+                    }
+                }
+            }
+        )  # fmt: skip
     )
 
 
@@ -93,7 +113,7 @@ def test_statistics_of_four_seeds_are_the_iqm_and_the_mean_with_intervals(tmp_pa
     assert " | - | 1 of 4 | >= 2k [1k, 2k] | " in iqm
 
 
-def test_a_section_with_metrics_shows_the_averaged_actor_beside_the_actor_and_dip_the_lowest_after(tmp_path):
+def test_metrics_show_the_averaged_actor_beside_the_actor_and_dip_the_lowest_after(tmp_path, monkeypatch):
     data = tmp_path / "results"
     write_run(data, "plain", 0, [0.0, 0.5, 0.0, 0.5, 0.5])  # window-2 means: 0, .25, .25, .25, .5
     write_run(data, "avg", 0, [0.0, 1.0, 0.0, 0.0, 1.0])  # means: 0, .5, .5, 0, .5
@@ -118,6 +138,10 @@ def test_a_section_with_metrics_shows_the_averaged_actor_beside_the_actor_and_di
         "evaluated=actor", "evaluated=Polyak-averaged actor"}  # fmt: skip
     report.draw_curve(section, runs, data, tmp_path / "toy.png")
     assert (tmp_path / "toy.png").stat().st_size > 0
+    drawn: dict = {}
+    monkeypatch.setattr(report, "plot", lambda curves, *args, **kwargs: drawn.update(kwargs, n=len(curves)))
+    report.draw_curve(section, runs, data, tmp_path / "toy.png")
+    assert drawn["n"] == 3 and drawn["runs_per_env"] == {TOY: 2}  # the title counts runs, not curves
 
     spec_text = (data / "report.yaml").read_text().replace('["eval_success_rate", ', "[")
     (data / "report.yaml").write_text(spec_text)
@@ -368,8 +392,11 @@ def test_curves_of_a_sweep_are_labeled_by_what_differs_with_the_legend_below(tmp
     values = [("a0", 0, "future", 0.3, 0.2), ("b0", 0, "final", 0.3, 0.2), ("c0", 0, "future", 0.2, 0.1)]
     for name, seed, strategy, random_eps, noise_eps in values:
         write_run(data, name, seed, [0.0, 0.5, 1.0])
-        config = (data / name / "config.yaml").read_text().replace("hidden: [8]", f"hidden: [8]\n  random_eps: "
-                                                                   f"{random_eps}\n  noise_eps: {noise_eps}")
+        config = (
+            (data / name / "config.yaml")
+            .read_text()
+            .replace("hidden: [8]", f"hidden: [8]\n  random_eps: {random_eps}\n  noise_eps: {noise_eps}")
+        )
         (data / name / "config.yaml").write_text(config + f"  strategy: {strategy}\n  replay_k: 4\n")  # fmt: skip
     (data / "report.yaml").write_text(json.dumps({"sections": {"toy": {"cpu": "a CPU", "runs": ["a0", "b0", "c0"],
         "label_keys": ["buffer.strategy", "buffer.replay_k", "agent.random_eps", "agent.noise_eps"],
@@ -378,7 +405,10 @@ def test_curves_of_a_sweep_are_labeled_by_what_differs_with_the_legend_below(tmp
     block, runs = report.section_block(section, data)
     assert "| strategy=future, replay_k=4, random_eps=0.3, noise_eps=0.2, seed 0 |" in block  # tables: every key
     assert list(report.legend_labels(section.label_keys, runs).values()) == [
-        "strategy=future, random_eps=0.3, noise_eps=0.2", "strategy=final", "random_eps=0.2, noise_eps=0.1"]
+        "strategy=future, random_eps=0.3, noise_eps=0.2",
+        "strategy=final",
+        "random_eps=0.2, noise_eps=0.1",
+    ]
     figures = []
     monkeypatch.setattr(curves.plt, "close", figures.append)
     report.draw_curve(section, runs, data, tmp_path / "img" / "toy.png")

@@ -37,6 +37,7 @@ seeds", below that as the range over the seeds (``training.report_readme``). The
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -272,7 +273,8 @@ def draw_curve(section: Section, runs: Sequence[Run], data: Path, out: Path) -> 
         labels = legend_labels(section.legend_keys(), runs)
         curves = [Curve(data / r.name, r.env_id, r.seed, r.steps, r.success, labels[r.variant]) for r in runs]
         ylabel = f"eval success rate, mean of last {section.smooth} evals" if section.smooth > 1 else None
-        plot([smoothed(c, section.smooth) for c in curves], "eval_success_rate", out, ylabel)
+        n_runs = Counter(r.env_id for r in runs if r.metric == "eval_success_rate")  # a run of two metrics is one
+        plot([smoothed(c, section.smooth) for c in curves], "eval_success_rate", out, ylabel, runs_per_env=n_runs)
     except PlotError as err:
         raise ReportError(f"section {section.name!r}: {err}") from None
 

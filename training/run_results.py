@@ -35,6 +35,7 @@ class Run:
     variant: str = ""
     cpu: str = ""  # where a section's runs ran on different CPUs: this run's
     labels: tuple[object, ...] = ()
+    metric: str = "eval_success_rate"  # the metrics.jsonl key ``success`` holds (``EVALUATED``)
 
 
 def short(value: object) -> str:
@@ -95,6 +96,7 @@ def load_run(
         updates * flops / 1e12,
         ", ".join(parts),
         labels=tuple(values),
+        metric=metric,
     )
 
 
