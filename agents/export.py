@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from agents.acting import HostNormalizer
-from agents.policy import load_policy
+from agents.policy import ACTORS, load_policy
 from her import checkpoint_file
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
@@ -47,13 +47,15 @@ class NormalizedInput(nn.Module):
 
 class ExportedPolicy(nn.Module):
     """``(observation [n, o], desired_goal [n, g]) -> action [n, a]`` in env units: a float32 CPU copy of an agent's
-    normalizers and actor (any ``ActorCriticAgent``: DDPG, TD3, SAC), its deterministic action times ``action_max``."""
+    normalizers and actor (any ``ActorCriticAgent``: DDPG, TD3, SAC), its deterministic action times ``action_max``;
+    with ``averaged``, of the Polyak average of its actor (``agent.eval_polyak``)."""
 
-    def __init__(self, agent: nn.Module) -> None:
+    def __init__(self, agent: nn.Module, averaged: bool = False) -> None:
         super().__init__()
         self.obs_norm = NormalizedInput(agent.obs_norm.host())
         self.goal_norm = NormalizedInput(agent.goal_norm.host())
-        self.actor = copy.deepcopy(agent.actor).float().cpu().eval().requires_grad_(False)
+        actor = agent.actor_average if averaged else agent.actor
+        self.actor = copy.deepcopy(actor).float().cpu().eval().requires_grad_(False)
         self.action_max = float(agent.action_max)
 
     def forward(self, observation: torch.Tensor, desired_goal: torch.Tensor) -> torch.Tensor:
@@ -87,21 +89,29 @@ def output_path(checkpoint: Path, fmt: str) -> Path:
     return run_dir / (checkpoint.stem + FORMATS[fmt])
 
 
-def export_policy(policy: str | Path, fmt: str = "onnx", output: str | Path | None = None) -> Path:
+def export_policy(
+    policy: str | Path, fmt: str = "onnx", output: str | Path | None = None, actor: str = "online"
+) -> Path:
     """Write the policy of ``policy`` (a run dir, its ``checkpoints/last.pt``, or a checkpoint file) as one ``fmt``
-    file (``onnx`` or ``torchscript``) to ``output`` (``None``: ``output_path``); returns its path.
+    file (``onnx`` or ``torchscript``) to ``output`` (``None``: ``output_path``); returns its path. ``actor``:
+    ``online``, or ``averaged`` for the Polyak-averaged actor of a run trained with ``agent.eval_polyak``.
 
     A missing or damaged checkpoint raises ``CheckpointError``; a bad format or output path ``ExportError``."""
     if fmt not in FORMATS:
         raise ExportError(f"format={fmt!r} is invalid: expected one of {', '.join(FORMATS)}")
+    if actor not in ACTORS:
+        raise ExportError(f"actor={actor!r} is invalid: expected one of {', '.join(ACTORS)}")
     checkpoint = checkpoint_file.resolve_path(policy)
     path = output_path(checkpoint, fmt) if output is None else Path(output)
     if path.is_dir() or not path.parent.is_dir():
         raise ExportError(f"output={str(path)!r} is invalid: expected a file path in an existing folder")
     if path.resolve() == checkpoint.resolve():
         raise ExportError(f"output={str(path)!r} is invalid: it is the checkpoint exported")
-    loaded = load_policy(checkpoint)
-    module = (ExportedGreedyPolicy if loaded.agent.discrete_actions else ExportedPolicy)(loaded.agent)
+    loaded = load_policy(checkpoint, actor=actor)
+    if loaded.agent.discrete_actions:
+        module: nn.Module = ExportedGreedyPolicy(loaded.agent)
+    else:
+        module = ExportedPolicy(loaded.agent, averaged=actor == "averaged")
     example = tuple(torch.zeros(2, loaded.env[f"{key}_dim"]) for key in ("obs", "goal"))
     if fmt == "onnx":
         write_onnx(module, example, path)

@@ -6,6 +6,8 @@ Usage, with ``obs`` a goal-env observation dict::
 
     policy = load_policy("runs/FetchReach/<time>")  # a run dir (its checkpoints/last.pt) or a .pt file
     action = policy.act(obs)
+
+``actor="averaged"`` acts with the Polyak-averaged actor of a run trained with ``agent.eval_polyak``.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from her import checkpoint_file
+from her import checkpoint_file, validation
 from her.checkpoint_file import CheckpointError
 
 AGENT_PACKAGE = "agents"
+ACTORS = ("online", "averaged")  # the actor a policy acts with: the trained one, or its Polyak average (eval_polyak)
 
 
 def agent_class(import_path: str) -> type:
@@ -51,15 +54,26 @@ class Policy:
     """Deterministic actions of a trained agent (no exploration noise) for goal-env observations.
 
     Args:
-        agent: a trained agent; its ``acting_policy()`` snapshot, taken here once, gives the actions (later
-            changes to ``agent`` do not reach this policy).
+        agent: a trained agent; its ``acting_policy()`` snapshot (``averaged_policy()`` with ``actor="averaged"``),
+            taken here once, gives the actions (later changes to ``agent`` do not reach this policy).
         env: the checkpoint's env record (``id``, ``obs_dim``, ``goal_dim``, ``action_dim``, ...).
         counters: ``epoch``, ``env_steps``, ``updates`` of the checkpoint.
+        actor: ``online`` (the agent's actor) or ``averaged`` (its Polyak average: an agent with ``eval_polyak``;
+            another raises ``ValueError``).
     """
 
-    def __init__(self, agent: Any, env: Mapping[str, Any], counters: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self, agent: Any, env: Mapping[str, Any], counters: Mapping[str, int] | None = None, actor: str = "online"
+    ) -> None:
         self.agent = agent
-        self._act = agent.acting_policy()
+        self.actor = validation.choice("actor", actor, ACTORS)
+        averaged = agent.averaged_policy() if self.actor == "averaged" else None
+        if self.actor == "averaged" and averaged is None:
+            raise ValueError(
+                f"actor='averaged' is invalid: this {type(agent).__name__} keeps no averaged actor "
+                "(train with agent.eval_polyak=<number> to keep one)"
+            )
+        self._act = averaged if averaged is not None else agent.acting_policy()
         self.env = dict(env)
         self.counters = dict(counters or {})
 
@@ -96,9 +110,10 @@ class Policy:
             )
 
 
-def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
-    """The policy of a checkpoint file, or of ``<run dir>/checkpoints/last.pt``. Any checkpoint kind works
-    (``last.pt``, ``best.pt``, ``policy.pt``); a missing, damaged or mismatched file raises ``CheckpointError``."""
+def load_policy(path: str | Path, device: str | torch.device = "cpu", actor: str = "online") -> Policy:
+    """The policy of a checkpoint file, or of ``<run dir>/checkpoints/last.pt``, acting with ``actor`` (``Policy``).
+    Any checkpoint kind works (``last.pt``, ``best.pt``, ``policy.pt``); a missing, damaged or mismatched file, or
+    ``actor="averaged"`` for a run without an averaged actor, raises ``CheckpointError``."""
     path = checkpoint_file.resolve_path(path)
     saved = checkpoint_file.load(path)
     try:
@@ -106,4 +121,7 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
     except (ValueError, TypeError, ImportError, KeyError) as err:
         raise CheckpointError(path, f"cannot rebuild the agent: {err}") from None
     checkpoint_file.load_agent_state(path, agent, saved["agent"])
-    return Policy(agent, saved["env"], saved["counters"])
+    try:
+        return Policy(agent, saved["env"], saved["counters"], actor)
+    except ValueError as err:
+        raise CheckpointError(path, str(err)) from None

@@ -2,7 +2,8 @@
 
 Options (``key=value``): ``policy`` (a run dir, its checkpoints/last.pt, or a checkpoint file), ``format``
 (``onnx``, the default, or ``torchscript``), ``output`` (default: ``<run dir>/<checkpoint>.onnx`` or
-``.torchscript.pt``).
+``.torchscript.pt``), ``actor`` (``online``, the default, or ``averaged``: the Polyak-averaged actor of a run
+trained with ``agent.eval_polyak``).
 The logic is ``agents.export``.
 """
 
@@ -13,7 +14,7 @@ import sys
 from agents.export import ExportError, export_policy
 from her.checkpoint_file import CheckpointError
 
-OPTIONS = ("policy", "format", "output")
+OPTIONS = ("policy", "format", "output", "actor")
 
 
 def parse(argv: list[str]) -> dict[str, str]:
@@ -32,7 +33,8 @@ def parse(argv: list[str]) -> dict[str, str]:
 def main(argv: list[str]) -> int:
     try:
         options = parse(argv)
-        path = export_policy(options["policy"], options.get("format", "onnx"), options.get("output") or None)
+        fmt, actor = options.get("format", "onnx"), options.get("actor", "online")
+        path = export_policy(options["policy"], fmt, options.get("output") or None, actor)
     except (ExportError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -175,6 +175,27 @@ def test_evaluate_bad_input(run_dir, overrides, error, message):
         evaluate(evaluate_config(*(o.replace("RUN", str(run_dir)) for o in overrides)))
 
 
+def test_actor_averaged_evaluates_the_polyak_average_into_its_own_file(run_dir, tmp_path):
+    saved = checkpoint.load(run_dir / "policy.pt")
+    saved["agent_kwargs"] = {**saved["agent_kwargs"], "eval_polyak": 0.99}
+    # The average steers to the goals, the actor stands still (zero weights): the two evaluations tell them apart.
+    saved["agent"]["actor_average"] = saved["agent"]["actor"]
+    saved["agent"]["actor"] = {k: torch.zeros_like(v) for k, v in saved["agent"]["actor"].items()}
+    averaged_dir = tmp_path / "averaged"
+    averaged_dir.mkdir()
+    checkpoint.save(averaged_dir / "policy.pt", saved)
+    policy = f"policy={averaged_dir}/policy.pt"
+    online, averaged = (evaluate(evaluate_config(policy, "episodes=6", f"actor={a}")) for a in ("online", "averaged"))
+    assert online["actor"] == "online" and online["success_rate"] < 0.5
+    assert online["output"] == str(averaged_dir / "eval_policy.json")
+    assert averaged["actor"] == "averaged" and averaged["success_rate"] > 0.5
+    assert averaged["output"] == str(averaged_dir / "eval_policy_averaged.json")
+    with pytest.raises(CheckpointError, match="keeps no averaged actor \\(train with agent.eval_polyak=<number>"):
+        evaluate(evaluate_config(f"policy={run_dir}", "actor=averaged"))
+    with pytest.raises(ConfigError, match="actor='best' is invalid: expected one of online, averaged"):
+        evaluate(evaluate_config(f"policy={run_dir}", "actor=best"))
+
+
 def test_evaluate_checks_where_it_writes_and_refuses_options_it_does_not_use(run_dir, tmp_path, monkeypatch):
     from training import evaluate as script
 
@@ -189,7 +210,7 @@ def test_evaluate_checks_where_it_writes_and_refuses_options_it_does_not_use(run
         evaluate(evaluate_config(f"policy={run_dir}", f"output={tmp_path}"))
     with pytest.raises(ConfigError, match=r"env is not an option of scripts/evaluate.py: the env to evaluate on is"):
         evaluate(evaluate_config(f"policy={run_dir}", "+env=FetchReach"))
-    with pytest.raises(ConfigError, match=r"bogus is not an option of scripts/evaluate.py \(its options: device, "):
+    with pytest.raises(ConfigError, match=r"bogus is not an option of scripts/evaluate.py \(its options: actor, devi"):
         evaluate(evaluate_config(f"policy={run_dir}", "+bogus=1"))
 
 

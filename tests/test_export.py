@@ -23,17 +23,18 @@ from her.checkpoint_file import CheckpointError
 ort = pytest.importorskip("onnxruntime")
 
 
-def write_checkpoint(run_dir, cls):
-    """A policy checkpoint ``run_dir/policy.pt`` of a small ``cls`` agent (``action_max`` 2) whose normalizers have
-    seen data around 3 with std 0.5 (so that inputs far away are clipped)."""
-    agent = make(cls, seed=1)
+def write_checkpoint(run_dir, cls, **kwargs):
+    """A policy checkpoint ``run_dir/policy.pt`` of a small ``cls`` agent (``action_max`` 2, options ``kwargs``) whose
+    normalizers have seen data around 3 with std 0.5 (so that inputs far away are clipped)."""
+    agent = make(cls, seed=1, **kwargs)
     rng = np.random.default_rng(0)
     agent.update_normalizers(rng.normal(3.0, 0.5, (256, OBS)), rng.normal(-1.0, 0.5, (256, G)))
     with torch.no_grad():  # large last-layer weights: actions near the bounds, where tanh and the scaling matter
         agent.actor.net[-1].weight.mul_(20.0)
     env = {"id": "Toy-v0", "obs_dim": OBS, "goal_dim": G, "action_dim": A, "action_max": 2.0, "horizon": 10}
     content = {
-        "kind": "policy", "env": env, "agent_class": f"agents.{cls.__name__}", "agent_kwargs": {"hidden": [32, 32]},
+        "kind": "policy", "env": env, "agent_class": f"agents.{cls.__name__}",
+        "agent_kwargs": {"hidden": [32, 32], **kwargs},
         "agent": agent.state_dict(), "config": {}, "counters": {"epoch": 1, "env_steps": 10, "updates": 2},
         "record": {}, "training": None,
     }  # fmt: skip
@@ -94,6 +95,27 @@ def test_a_dqn_policy_exports_its_greedy_action_indices(tmp_path):
     np.testing.assert_array_equal(action, expected)
     module = torch.jit.load(str(export_policy(checkpoint, "torchscript")))
     np.testing.assert_array_equal(module(torch.as_tensor(obs), torch.as_tensor(goal)).numpy(), expected)
+
+
+def test_actor_averaged_exports_the_polyak_average_and_is_refused_without_one(tmp_path):
+    checkpoint = write_checkpoint(tmp_path / "run", TD3, eval_polyak=0.5)
+    saved = checkpoint_file.load(checkpoint)
+    saved["agent"]["actor_average"] = {k: -v for k, v in saved["agent"]["actor"].items()}  # another actor
+    checkpoint_file.save(checkpoint, saved)
+    obs, goal = inputs()
+    for actor in ("online", "averaged"):
+        path = export_policy(checkpoint, "onnx", tmp_path / f"{actor}.onnx", actor=actor)
+        (action,) = ort.InferenceSession(str(path)).run(None, {"observation": obs, "desired_goal": goal})
+        expected = load_policy(checkpoint, actor=actor).act({"observation": obs, "desired_goal": goal})
+        assert np.abs(action - expected).max() <= 1e-4
+    online = load_policy(checkpoint).act({"observation": obs, "desired_goal": goal})
+    assert np.abs(online - expected).max() > 0.5  # the averaged actor is another policy
+
+    plain = write_checkpoint(tmp_path / "plain", TD3)
+    with pytest.raises(CheckpointError, match="this TD3 keeps no averaged actor"):
+        export_policy(plain, "onnx", tmp_path / "p.onnx", actor="averaged")
+    with pytest.raises(ExportError, match="actor='mean' is invalid: expected one of online, averaged"):
+        export_policy(plain, "onnx", tmp_path / "p.onnx", actor="mean")
 
 
 def test_a_torchscript_policy_acts_as_the_loaded_policy(tmp_path):

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from agents.policy import Policy, load_policy
+from agents.policy import ACTORS, Policy, load_policy
 from envs import env_info, env_kwargs, make_env, make_vector_env
 from her import validation
 from training import checkpoint
@@ -96,15 +96,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"episodes={episodes} is invalid: expected a multiple of num_envs={num_envs}")
     device = resolve_device(cfg.device)
 
+    actor = option(validation.choice, "actor", cfg.actor, ACTORS)
     path = checkpoint.resolve_path(cfg.policy)
-    out_dir, stem = run_dir_of(path), f"eval_{path.stem}"
+    out_dir, stem = run_dir_of(path), f"eval_{path.stem}" + ("_averaged" if actor == "averaged" else "")
     output = Path(cfg.output) if cfg.output else out_dir / f"{stem}.json"
     check_writable(f"output={cfg.output}" if cfg.output else "output=null (next to the checkpoint)", output)
     video_format = option(validation.choice, "video_format", cfg.video_format, VIDEO_FORMATS)
     video_size = None if cfg.video_size is None else option(validation.positive_int, "video_size", cfg.video_size)
     if cfg.video:
         check_writable("video=true", out_dir / f"{stem}.{video_format}")
-    policy = load_policy(path, device)
+    policy = load_policy(path, device, actor)
     env_id = cfg.env_id or policy.env["id"]
     kwargs = option(lambda _, v: env_kwargs(v), "env_kwargs", env_kwargs_of(cfg, policy))
     probe = option(lambda _, v: make_env(v, **kwargs), "env_id", env_id)
@@ -119,6 +120,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         envs.close()
     result: dict[str, Any] = {
         "checkpoint": str(path),
+        "actor": actor,
         "env": env_id,
         **policy.counters,
         "episodes": episodes,
@@ -128,7 +130,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     }
     if cfg.video:
         video_path = out_dir / f"{stem}.{video_format}"
-        result["video"] = record_video(cfg, policy, env_id, kwargs, video_path, path.stem, video_size)
+        result["video"] = record_video(cfg, policy, env_id, kwargs, video_path, stem.removeprefix("eval_"), video_size)
     output.write_text(json.dumps(result, indent=2) + "\n")
     return {**result, "output": str(output)}
 
