@@ -9,7 +9,7 @@ import torch
 from conftest import compose_config
 from helpers.agents_small import make
 from helpers.fixed_batch import batch
-from test_resume import SMALL, interrupt_at_cycles, without_timing
+from helpers.stopped_runs import SMALL, interrupt_at_cycles, without_timing
 
 from agents import DDPG, SAC, TD3
 from her import validation
