@@ -81,3 +81,41 @@ def test_summary_table_shows_varying_overrides_and_unfinished_jobs(tmp_path):
     assert [(r.path.name, r.status) for r in results] == [("0_PointReach_seed0", None), ("1_PointReach_seed1", None),
                                                           ("2_PointReach_seed2", 2)]  # fmt: skip
     assert "| 2_PointReach_seed2 | seed=2 | failed (exit 2) |" in format_table(results)
+
+
+def test_the_summary_lists_the_jobs_of_a_grid_sweep_that_have_not_started(tmp_path):
+    # the sweep's last start: the suite's grid of agents x seeds, the command line's seed=0,1 replacing its seeds
+    sweeper = {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+               "params": {"agent": "ddpg,td3", "seed": "0,1,2"}}  # fmt: skip
+    task = ["suite=point", "seed=0,1", "runner.epochs=3"]
+    (tmp_path / "multirun.yaml").write_text(
+        yaml.safe_dump({"hydra": {"sweeper": sweeper, "overrides": {"task": task}}})
+    )
+    job = tmp_path / "ddpg_seed1"  # one job training, one failed before it wrote its Hydra files, two waiting
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(
+        yaml.safe_dump(["agent=ddpg", "seed=1", "suite=point", "runner.epochs=3"])
+    )
+    (job / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "env_steps": 100}) + "\n")
+    record_failure(tmp_path, "td3_seed0", ["agent=td3", "seed=0", "suite=point", "runner.epochs=3"], 2, "in use")
+    results = collect(tmp_path)
+    assert [(r.path.name, r.started, r.status) for r in results] == [
+        ("ddpg_seed1", True, None),
+        ("td3_seed0", True, 2),
+        (tmp_path.name, False, None),
+        (tmp_path.name, False, None),
+    ]
+    assert [r.overrides for r in results if not r.started] == [
+        ("agent=ddpg", "seed=0", "suite=point", "runner.epochs=3"),
+        ("agent=td3", "seed=1", "suite=point", "runner.epochs=3"),
+    ]
+    text = summary(tmp_path)
+    assert text.startswith(f"sweep {tmp_path}: 4 jobs, 2 not started\n")
+    assert "| ddpg_seed1 | agent=ddpg seed=1 | 1 | 100 |" in text
+    assert "| - | agent=ddpg seed=0 | not started |" in text and "| - | agent=td3 seed=1 | not started |" in text
+    # an Optuna sweep's trials are not known ahead: only the jobs that have dirs are rows
+    sweeper["_target_"] = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+    (tmp_path / "multirun.yaml").write_text(
+        yaml.safe_dump({"hydra": {"sweeper": sweeper, "overrides": {"task": task}}})
+    )
+    assert [r.started for r in collect(tmp_path)] == [True, True]

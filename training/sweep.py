@@ -2,7 +2,9 @@
 
 Each row shows the overrides that differ between the jobs and the final epoch's metrics (the last line of
 each job's ``metrics.jsonl``); an Optuna sweep's best parameters (``optimization_results.yaml``) follow the
-table. ``SweepSummary`` prints the same at the end of every ``-m`` run (``configs/hydra/default.yaml``).
+table. ``SweepSummary`` prints the same at the end of every ``-m`` run (``configs/hydra/default.yaml``). A grid
+sweep's jobs that have not started yet (the suite's later runs, while its first ones train) are rows too:
+``planned`` expands the sweep of its last start (``multirun.yaml``) as Hydra's basic sweeper does.
 
 A job that fails does not end the sweep: it records its error in the sweep dir (``record_failure``), the
 others go on, and the summary names it; the sweep then exits with the failed jobs' status.
@@ -10,6 +12,7 @@ others go on, and the summary names it; the sweep then exits with the failed job
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import sys
@@ -18,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -33,13 +38,15 @@ COLUMNS = ("epoch", "env_steps", "world_size", "eval_success_rate", "train_succe
 @dataclass(frozen=True)
 class JobResult:
     """One job of a sweep: its directory, its command-line overrides, its last metrics record (``None`` when it
-    wrote none: failed, or still running), and for a failed job its exit status and error message."""
+    wrote none: failed, or still running), for a failed job its exit status and error message, and whether it has
+    started (``False``: a job of the sweep that has no directory yet, whose ``path`` is the sweep dir)."""
 
     path: Path
     overrides: tuple[str, ...]
     final: dict[str, Any] | None
     status: int | None = None
     error: str | None = None
+    started: bool = True
 
 
 def record_failure(sweep_dir: Path, job: str, overrides: list[str], status: int, error: str) -> None:
@@ -59,9 +66,27 @@ def _job_number(path: Path) -> tuple[int, str]:
     return (int(match.group(1)) if match else -1, path.name)
 
 
+def planned(sweep_dir: Path) -> list[tuple[str, ...]]:
+    """The overrides of each job that the last start of the sweep in ``sweep_dir`` launches: its sweeper's
+    ``params`` and its command line's overrides (``multirun.yaml``) expanded into their grid by Hydra's basic sweeper.
+    Empty where the dir holds no ``multirun.yaml`` or another sweeper chose the jobs (Optuna's trials are not known
+    ahead)."""
+    path = sweep_dir / "multirun.yaml"
+    if not path.is_file():
+        return []
+    hydra = yaml.safe_load(path.read_text())["hydra"]
+    sweeper = hydra.get("sweeper") or {}
+    if not str(sweeper.get("_target_", "")).endswith(".BasicSweeper"):
+        return []
+    arguments = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
+    overrides = OverridesParser.create().parse_overrides(arguments + list(hydra["overrides"]["task"]))
+    batches = BasicSweeper.split_arguments(overrides, max_batch_size=None)
+    return [tuple(job) for job in itertools.chain.from_iterable(batches)]
+
+
 def collect(sweep_dir: Path) -> list[JobResult]:
     """The jobs under ``sweep_dir`` (each a folder with ``.hydra/overrides.yaml``, or a failed job that wrote none),
-    in job-number order."""
+    in job-number order, then the jobs of the sweep's last start that have not started (``planned``)."""
     failed = failures(sweep_dir)
     results = []
     for overrides_file in sweep_dir.glob("*/.hydra/overrides.yaml"):
@@ -74,7 +99,10 @@ def collect(sweep_dir: Path) -> list[JobResult]:
         results.append(JobResult(job, overrides, final, failure.get("status"), failure.get("error")))
     for name, f in failed.items():  # refused before it wrote its Hydra files
         results.append(JobResult(sweep_dir / name, tuple(f["overrides"]), None, f["status"], f["error"]))
-    return sorted(results, key=lambda r: _job_number(r.path))
+    results.sort(key=lambda r: _job_number(r.path))
+    seen = {frozenset(r.overrides) for r in results}
+    waiting = [job for job in planned(sweep_dir) if frozenset(job) not in seen]
+    return results + [JobResult(sweep_dir, job, None, started=False) for job in waiting]
 
 
 def _cell(value: Any) -> str:
@@ -92,7 +120,9 @@ def format_table(results: list[JobResult], columns: tuple[str, ...] = COLUMNS) -
     rows = [header, ["---"] * len(header)]
     for r in results:
         varying = " ".join(o for o in r.overrides if o not in shared)
-        if r.status is not None:
+        if not r.started:
+            rows.append(["-", varying, "not started", *[""] * (len(columns) - 1)])
+        elif r.status is not None:
             rows.append([r.path.name, varying, f"failed (exit {r.status})", *[""] * (len(columns) - 1)])
         elif r.final is None:
             rows.append([r.path.name, varying, "no metrics.jsonl (failed or unfinished)", *[""] * (len(columns) - 1)])
@@ -111,7 +141,9 @@ def summary(sweep_dir: Path) -> str:
     results = collect(sweep_dir)
     if not results:
         return f"no jobs under {sweep_dir}"
-    text = f"sweep {sweep_dir}: {len(results)} jobs\n" + format_table(results)
+    waiting = sum(not r.started for r in results)
+    text = f"sweep {sweep_dir}: {len(results)} jobs" + (f", {waiting} not started" if waiting else "")
+    text += "\n" + format_table(results)
     for r in results:
         if r.status is not None:
             text += f"\nfailed: {r.path.name}: {r.error}"
