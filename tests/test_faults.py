@@ -17,6 +17,7 @@ import pytest
 import torch
 from conftest import compose_config
 from helpers.point_runs import POINT_TINY
+from helpers.stopped_runs import without_timing
 
 from envs import env_info, make_env
 from her import sparse_reward
@@ -32,11 +33,6 @@ from training.runner import Runner
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = (*POINT_TINY, "runner.epochs=3")
-TIMING = ("wall_s", "env_steps_per_s", "updates_per_s", "collect_s", "update_s", "eval_s")
-
-
-def without_timing(run_dir: Path) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in read_records(run_dir / "metrics.jsonl")]
 
 
 def run_cli(script: Path, *args: str) -> subprocess.CompletedProcess:

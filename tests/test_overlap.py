@@ -10,6 +10,7 @@ import signal
 import numpy as np
 import pytest
 from conftest import compose_config
+from helpers.stopped_runs import without_timing
 
 from agents import DDPG, DQN, SAC
 from envs import env_info, make_env, make_vector_env
@@ -17,12 +18,10 @@ from training import build, checkpoint
 from training.build import build_runner
 from training.cli import train
 from training.collect import EpisodeWorker, UniformPolicy, collect_episodes, has_episode_workers, start_in_workers
-from training.metrics import read_records
 from training.options import ConfigError
 from training.resume import resume_config
 from training.runner import Runner
 
-TIMING = ("wall_s", "env_steps_per_s", "updates_per_s", "collect_s", "update_s", "eval_s")
 OVERLAP = (
     "env=PointReach",
     "seed=3",
@@ -37,10 +36,6 @@ OVERLAP = (
     "logger.tensorboard=false",
     "agent.precision=fp32",
 )
-
-
-def without_timing(run_dir) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in read_records(run_dir / "metrics.jsonl")]
 
 
 def collected_here_and_in_a_worker(env_id: str, kwargs: dict, agent, episodes: int, horizon: int):

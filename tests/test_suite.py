@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CONFIG_DIR, ROOT, compose_config
+from helpers.stopped_runs import without_timing
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
@@ -24,7 +25,6 @@ from training.sweep import FAILURES, SweepSummary, record_failure
 from training.sweep_stop import STOP_FILE, SweepStop, request_stop, stop_requested
 
 HELPERS = str(ROOT / "tests" / "helpers")
-TIMING = ("wall_s", "env_steps_per_s", "updates_per_s", "collect_s", "update_s", "eval_s")
 # Each job: 3 epochs of 2 cycles of one 50-step episode (300 env steps), 5 updates per cycle.
 BUDGET = (
     "runner.epochs=3",
@@ -36,10 +36,6 @@ BUDGET = (
     "logger.tensorboard=false",
 )
 JOBS = ("ddpg_seed0", "ddpg_seed1", "td3_seed0", "td3_seed1")  # the launch order of agent=ddpg,td3 seed=0,1
-
-
-def without_timing(run_dir: Path) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in read_records(run_dir / "metrics.jsonl")]
 
 
 def files(directory: Path) -> dict[str, tuple[bytes, int]]:
