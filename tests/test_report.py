@@ -471,3 +471,37 @@ def test_a_grid_section_fills_its_own_doc_with_end_values_by_two_config_keys(tmp
         "doc": "../elsewhere.md"}}}))  # fmt: skip
     assert report_script.main([*args, "--check"]) == 2
     assert "doc must name a markdown file beside docs/results.md" in capsys.readouterr().err
+
+
+def test_a_baseline_labels_each_run_by_where_it_differs_from_it(tmp_path, monkeypatch, capsys):
+    data = tmp_path / "results"
+    values = [("lev/base0", 0, 0.95, None), ("lev/base1", 1, 0.95, None), ("lev/slow0", 0, 0.98, None),
+              ("lev/both0", 0, 0.98, 10)]  # fmt: skip
+    for name, seed, polyak, every in values:
+        write_run(data, name, seed, [0.0, 0.5, 1.0])
+        config = (data / name / "config.yaml").read_text().replace("hidden: [8]", f"hidden: [8]\n  polyak: {polyak}")
+        every_yaml = "null" if every is None else every
+        (data / name / "config.yaml").write_text(config + f"runner:\n  target_update_every: {every_yaml}\n")
+    section_spec = {"cpu": "a CPU", "runs": [v[0] for v in values], "milestones": [2000],
+                    "label_keys": ["agent.polyak", "runner.target_update_every"], "baseline": "lev/base0"}  # fmt: skip
+    (data / "report.yaml").write_text(json.dumps({"sections": {"toy": section_spec}}))
+    section = report.load_sections(data / "report.yaml")[0]
+    block, runs = report.section_block(section, data)
+    assert [r.variant for r in runs] == ["baseline", "baseline", "polyak=0.98", "polyak=0.98, target_update_every=10"]
+    rows = block.splitlines()
+    assert [row.split(" | ")[0] for row in rows[2:6]] == [
+        "| baseline, seed 0", "| baseline, seed 1", "| polyak=0.98, seed 0",
+        "| polyak=0.98, target_update_every=10, seed 0"]  # fmt: skip
+    assert "Baseline: `lev/base0` (polyak=0.95, target_update_every=None); the other runs' rows name" in block
+    assert "| baseline, 2 seeds | mean | 0.25 |" in block  # the two baseline seeds are one group of the statistics
+    drawn: dict = {}
+    monkeypatch.setattr(report, "plot", lambda curves, *args, **kwargs: drawn.update(groups=[c.group for c in curves]))
+    report.draw_curve(section, runs, data, tmp_path / "toy.png")
+    assert drawn["groups"] == ["baseline", "baseline", "polyak=0.98", "polyak=0.98, target_update_every=10"]
+    # A baseline that is not one of the section's runs, or one without label keys to compare, is refused.
+    refused = [({"baseline": "lev/base2"}, "baseline must name one of the section's runs"),
+               ({"baseline": "lev/base0", "label_keys": []}, "baseline labels runs by the label_keys")]  # fmt: skip
+    for bad, message in refused:
+        (data / "report.yaml").write_text(json.dumps({"sections": {"toy": {**section_spec, **bad}}}))
+        with pytest.raises(report.ReportError, match=message):
+            report.load_sections(data / "report.yaml")

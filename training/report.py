@@ -20,6 +20,9 @@ own colour, labeled by the label keys whose values differ between the groups. A 
 success rates it shows: ``eval_success_rate`` (the default), then ``eval_avg_success_rate`` (the Polyak-averaged
 actor that ``agent.eval_polyak`` evaluates): each run that logged one is a row and a curve of it, labeled
 ``evaluated=...``. ``dip: true`` adds the lowest success of each run after it first reached the threshold.
+A section with ``baseline: RUN`` (one of its runs) labels its rows and curves by the label keys whose values differ
+from that run's (``baseline`` where none do), and its footnote gives the baseline's values: a comparison of levers,
+each changing one or two settings, reads without repeating every key in every row.
 
 A section with ``grid: [ROW_KEY, COLUMN_KEY]`` (two config keys, e.g. ``env.n_bits`` and ``buffer.replay_k``) is a
 grid instead (``training.report_tables.grid_table``): a row per value of the first key, a column per value of the
@@ -71,6 +74,7 @@ class Section:
     grid: tuple[str, str] | None = None  # a grid section's row and column keys
     metrics: tuple[str, ...] = ("eval_success_rate",)  # the success rates shown, each a row and curve of a run
     dip: bool = False  # the runs table shows each run's lowest success after it first reached the threshold
+    baseline: str | None = None  # the run whose label values the others are labeled against
 
     def where(self) -> str:
         """The CPU of the runs, as the footnote and README say it."""
@@ -130,6 +134,19 @@ def section_cpu(value: object, runs: Sequence[str]) -> str | dict[str, str]:
     return value
 
 
+def baseline_run(value: object, runs: Sequence[str], keys: Sequence[str]) -> str | None:
+    """``baseline``: absent, or one of the section's runs where the section has ``label_keys``."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or value not in runs:
+        raise ValueError(f"baseline must name one of the section's runs {list(runs)}, got {value!r}")
+    if not keys:
+        raise ValueError(
+            "baseline labels runs by the label_keys where they differ from it: give the section label_keys"
+        )
+    return value
+
+
 def metric_names(value: object) -> tuple[str, ...]:
     """``metrics``: absent (``eval_success_rate``), or a list of keys of ``EVALUATED``, the first one
     ``eval_success_rate``."""
@@ -186,6 +203,7 @@ def load_sections(spec: Path) -> list[Section]:
                     grid_keys(s.get("grid"), keys),
                     metric_names(s.get("metrics")),
                     bool(s.get("dip", False)),
+                    baseline_run(s.get("baseline"), s["runs"], keys),
                 )
             )
         except (KeyError, TypeError, ValueError) as err:
@@ -193,9 +211,36 @@ def load_sections(spec: Path) -> list[Section]:
     return sections
 
 
+def against_baseline(section: Section, runs: Sequence[Run], base: Sequence[object]) -> list[Run]:
+    """``runs`` of a section with ``baseline``, each labeled by the label keys whose values differ from ``base`` (the
+    baseline run's values; ``baseline`` where none differ), then by the actor evaluated where the section shows
+    several metrics."""
+    relabeled = []
+    for run in runs:
+        differ = [f"{label_name(key)}={short(value)}" for key, value, b in zip(section.label_keys, run.labels, base)
+                  if short(value) != short(b)]  # fmt: skip
+        variant = ", ".join(differ) or "baseline"
+        if len(section.metrics) > 1:
+            variant += f", evaluated={EVALUATED[run.metric]}"
+        relabeled.append(replace(run, variant=variant))
+    return relabeled
+
+
+def baseline_note(section: Section, base: Sequence[object]) -> str:
+    """The footnote's sentence naming the baseline run and its values of the label keys."""
+    values = ", ".join(f"{label_name(k)}={short(v)}" for k, v in zip(section.label_keys, base))
+    return (
+        f" Baseline: `{section.baseline}` ({values}); the other runs' rows name the settings where they differ from it."
+    )
+
+
 def section_block(section: Section, data: Path) -> tuple[str, list[Run]]:
     run_dirs = [data / r for r in section.runs]
     runs = [run for r in section.runs for run in load_runs_of(section, data, r)]
+    base = (
+        load_run(data / section.baseline, section.label_keys, section.label_defaults).labels if section.baseline else ()
+    )
+    labeled = against_baseline(section, runs, base) if section.baseline else runs
     what = "each evaluation on its own" if section.window == 1 else f"the mean of the last {section.window} evaluations"
     links = ", ".join(f"[`{d.relative_to(data.parent.parent).as_posix()}`]({d.relative_to(data.parent).as_posix()})"
                       for d in run_dirs)  # fmt: skip
@@ -209,17 +254,19 @@ def section_block(section: Section, data: Path) -> tuple[str, list[Run]]:
             block += f"\n\n![{runs[0].env_id}: eval success rate at the end against {label_name(section.grid[0])}]"
             block += f"({section.curve})"
         return block, runs
-    block = runs_table(runs, section.milestones, section.threshold, section.window, section.dip)
+    block = runs_table(labeled, section.milestones, section.threshold, section.window, section.dip)
     block += (
         f"\n\nEval success rate: {what} at each point; TFLOP: the matrix products of the updates so far; wall: "
-        f"training time (collection, updates, evaluation) on {section.where()}. Data: {links}."
+        f"training time (collection, updates, evaluation) on {section.where()}."
+        + (baseline_note(section, base) if section.baseline else "")
+        + f" Data: {links}."
     )
-    statistics = statistics_table(runs, section.milestones, section.threshold, section.window)
+    statistics = statistics_table(labeled, section.milestones, section.threshold, section.window)
     if statistics is not None:
         block += f"\n\n{statistics}\n\n" + statistics_note(statistics)
     if section.curve:
         block += f"\n\n![{runs[0].env_id}: eval success rate against env steps]({section.curve})"
-    return block, runs
+    return block, labeled
 
 
 def statistics_note(statistics: str) -> str:
@@ -270,7 +317,9 @@ def draw_curve(section: Section, runs: Sequence[Run], data: Path, out: Path) -> 
                  "eval success rate at the end", xlabel=label_name(row_key),
                  runs_per_env={runs[0].env_id: len(runs)})  # fmt: skip
             return
-        labels = legend_labels(section.legend_keys(), runs)
+        labels = (
+            {r.variant: r.variant for r in runs} if section.baseline else legend_labels(section.legend_keys(), runs)
+        )
         curves = [Curve(data / r.name, r.env_id, r.seed, r.steps, r.success, labels[r.variant]) for r in runs]
         ylabel = f"eval success rate, mean of last {section.smooth} evals" if section.smooth > 1 else None
         n_runs = Counter(r.env_id for r in runs if r.metric == "eval_success_rate")  # a run of two metrics is one
