@@ -473,7 +473,7 @@ def test_a_grid_section_fills_its_own_doc_with_end_values_by_two_config_keys(tmp
     assert "doc must name a markdown file beside docs/results.md" in capsys.readouterr().err
 
 
-def test_a_baseline_labels_each_run_by_where_it_differs_from_it(tmp_path, monkeypatch, capsys):
+def test_a_baseline_labels_each_run_by_where_it_differs_from_it(tmp_path, monkeypatch):
     data = tmp_path / "results"
     values = [("lev/base0", 0, 0.95, None), ("lev/base1", 1, 0.95, None), ("lev/slow0", 0, 0.98, None),
               ("lev/both0", 0, 0.98, 10)]  # fmt: skip

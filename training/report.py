@@ -236,10 +236,9 @@ def baseline_note(section: Section, base: Sequence[object]) -> str:
 
 def section_block(section: Section, data: Path) -> tuple[str, list[Run]]:
     run_dirs = [data / r for r in section.runs]
-    runs = [run for r in section.runs for run in load_runs_of(section, data, r)]
-    base = (
-        load_run(data / section.baseline, section.label_keys, section.label_defaults).labels if section.baseline else ()
-    )
+    loaded = {name: load_runs_of(section, data, name) for name in section.runs}
+    runs = [run for name in section.runs for run in loaded[name]]
+    base = loaded[section.baseline][0].labels if section.baseline else ()
     labeled = against_baseline(section, runs, base) if section.baseline else runs
     what = "each evaluation on its own" if section.window == 1 else f"the mean of the last {section.window} evaluations"
     links = ", ".join(f"[`{d.relative_to(data.parent.parent).as_posix()}`]({d.relative_to(data.parent).as_posix()})"
